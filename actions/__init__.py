@@ -1,0 +1,11 @@
+"""FusionDesk action server: knowledge-base answers, banking forms and human handoff.
+
+`rasa run actions` imports this package; every concrete `Action` subclass found in its
+modules is registered once (rasa_sdk instantiates actions as singletons).
+"""
+
+from actions.answers import ActionAnswerQuestion
+from actions.fallback import ActionOutOfScope
+from actions.handoff import ActionHandoff
+
+__all__ = ["ActionAnswerQuestion", "ActionHandoff", "ActionOutOfScope"]

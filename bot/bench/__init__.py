@@ -1,0 +1,1 @@
+"""Benchmarks: `fusiondesk bench nlu` and `fusiondesk bench kb`."""
