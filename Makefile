@@ -38,12 +38,14 @@ $(STAMP): $(LOCK)
 	$(BIN)/python -m pip install --quiet --upgrade pip==24.2
 	$(BIN)/python -m pip install --no-deps -r $(LOCK)
 	$(BIN)/python -m pip check
+	$(BIN)/rasa telemetry disable >/dev/null
 	touch $(STAMP)
 
 venv: $(STAMP)
 	@# (re)link this checkout into the venv (cheap; keeps a shared cached venv pointing here)
 	@if [ "$$(cat $(VENV)/.fusiondesk-src 2>/dev/null)" != "$(CURDIR)" ]; then \
 	  $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . && echo "$(CURDIR)" > $(VENV)/.fusiondesk-src; fi
+	@$(BIN)/python -m bot.webchat_assets --quiet
 
 install: venv ## Create the virtual environment (VENV=path to put it elsewhere)
 	@echo "Environment ready: source $(VENV)/bin/activate"

@@ -1,0 +1,119 @@
+"""`TransformerEncoderFeaturizer`: MiniLM-class sentence encoder features for Rasa.
+
+Adds, for the `text` attribute, a dense *sequence* feature (one contextual vector per Rasa
+token, the mean of its word pieces) and a dense *sentence* feature (the mean-pooled,
+normalised sentence embedding) — so stock components (DIET, ResponseSelector) can use them as
+well as our fused classifier. Loads the encoder from its installed package (no model hub).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.constants import TOKENS_NAMES
+from rasa.nlu.featurizers.dense_featurizer.dense_featurizer import DenseFeaturizer
+from rasa.nlu.tokenizers.tokenizer import Tokenizer
+from rasa.shared.nlu.constants import TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from nlu_components.align import pool_pieces_to_tokens
+from nlu_components.encoder import SentenceEncoder, load_encoder
+from nlu_components.errors import ComponentConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@DefaultV1Recipe.register(
+    DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False
+)
+class TransformerEncoderFeaturizer(DenseFeaturizer, GraphComponent):
+    """Dense sequence and sentence features from a PyTorch transformer encoder."""
+
+    @classmethod
+    def required_components(cls) -> list[type]:
+        return [Tokenizer]
+
+    @staticmethod
+    def get_default_config() -> dict[str, Any]:
+        return {
+            **DenseFeaturizer.get_default_config(),
+            # Local transformers model directory; null = all-MiniLM-L6-v2 from its package.
+            "model_path": None,
+            # Word pieces per message; longer messages are truncated (the rest still gets
+            # the sentence mean as its token vectors).
+            "max_length": 64,
+            # Messages per forward pass when featurizing training data.
+            "batch_size": 64,
+            # Torch threads for one incoming message (1 avoids stalls on small machines).
+            "inference_threads": 1,
+            # Torch threads for featurizing training data.
+            "training_threads": 2,
+        }
+
+    @staticmethod
+    def required_packages() -> list[str]:
+        return ["torch", "transformers"]
+
+    def __init__(self, config: dict[str, Any], name: str, encoder: SentenceEncoder) -> None:
+        super().__init__(name, config)
+        self.encoder = encoder
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> None:
+        for key in ("max_length", "batch_size", "inference_threads", "training_threads"):
+            if not isinstance(config.get(key), int) or config[key] < 1:
+                raise ComponentConfigError(
+                    f"TransformerEncoderFeaturizer: `{key}` must be a positive integer, "
+                    f"got {config.get(key)!r}"
+                )
+
+    @classmethod
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> TransformerEncoderFeaturizer:
+        config = {**cls.get_default_config(), **config}
+        cls.validate_config(config)
+        encoder = load_encoder(
+            config["model_path"],
+            max_length=config["max_length"],
+            batch_size=config["batch_size"],
+            num_threads=config["inference_threads"],
+        )
+        logger.info("Loaded encoder %s (%d-d)", encoder.path, encoder.dim)
+        return cls(config, execution_context.node_name, encoder)
+
+    def _featurize(self, messages: list[Message], threads: int) -> None:
+        messages = [m for m in messages if m.get(TEXT) is not None and m.get(TOKENS_NAMES[TEXT])]
+        if not messages:
+            return
+        encodings = self.encoder.encode_tokens([m.get(TEXT) for m in messages], threads)
+        for message, encoding in zip(messages, encodings):
+            spans = [(t.start, t.end) for t in message.get(TOKENS_NAMES[TEXT])]
+            sequence = pool_pieces_to_tokens(encoding.vectors, encoding.offsets, spans)
+            self.add_features_to_message(
+                sequence=sequence,
+                sentence=encoding.sentence[np.newaxis, :],
+                attribute=TEXT,
+                message=message,
+            )
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        """Featurize every training example that has text."""
+        self._featurize(training_data.training_examples, self._config["training_threads"])
+        return training_data
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        """Featurize incoming messages."""
+        self._featurize(messages, self._config["inference_threads"])
+        return messages

@@ -1,0 +1,255 @@
+"""`FusedIntentClassifier`: the fused transformer + syntax intent classifier for Rasa.
+
+Thin adapter: gathers the encoder's features (from `TransformerEncoderFeaturizer`) and the
+syntax features (from `SyntaxFeaturizer`) of each message, trains `fusion.FusionClassifierModel`,
+persists it in Rasa's model storage (safetensors + JSON), and at prediction time writes
+`intent`, `intent_ranking` and an `explanation` (gate value, syntax cues that moved the
+decision, the tokens the attention weighted most) that `/model/parse` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.classifier import IntentClassifier
+from rasa.nlu.constants import TOKENS_NAMES
+from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, PREDICTED_CONFIDENCE_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from nlu_components.encoder_featurizer import TransformerEncoderFeaturizer
+from nlu_components.errors import ComponentConfigError, ModelLoadError
+from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig
+from nlu_components.syntax import TOKEN_FEATURE_DIM
+from nlu_components.syntax_featurizer import SYNTAX_CUES, SYNTAX_TOKEN_FEATURES, SyntaxFeaturizer
+
+logger = logging.getLogger(__name__)
+
+#: Message attribute with the per-prediction explanation (returned by /model/parse).
+EXPLANATION = "explanation"
+#: Intent Rasa's rules use when the NLU is not confident and no out-of-scope intent exists.
+NLU_FALLBACK = "nlu_fallback"
+_FUSION_KEYS = {f.name for f in fields(FusionConfig)}
+
+
+@DefaultV1Recipe.register(
+    DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True
+)
+class FusedIntentClassifier(IntentClassifier, GraphComponent):
+    """Intent classifier fusing a transformer language model with dependency syntax."""
+
+    @classmethod
+    def required_components(cls) -> list[type]:
+        return [TransformerEncoderFeaturizer, SyntaxFeaturizer]
+
+    @staticmethod
+    def get_default_config() -> dict[str, Any]:
+        return {
+            # Which views to use: [encoder, syntax] is the fused model; one alone is an ablation.
+            "views": ["encoder", "syntax"],
+            # `frozen`: the encoder stays fixed and only the fusion network trains (minutes).
+            "mode": "frozen",
+            # Width of the fused representation and of the syntax-guided attention.
+            "hidden_dim": 256,
+            "attention_dim": 128,
+            "dropout": 0.2,
+            # Upper bound on epochs; early stopping on the held-out slice picks the number.
+            "epochs": 40,
+            "patience": 5,
+            "batch_size": 64,
+            "learning_rate": 0.002,
+            "weight_decay": 0.01,
+            "label_smoothing": 0.1,
+            # Share of each intent held out for early stopping, calibration and the OOS threshold.
+            "validation_fraction": 0.1,
+            # After early stopping, retrain on all data for the chosen number of epochs.
+            "refit_on_all": True,
+            # Syntax cues seen fewer times than this in training are ignored.
+            "min_cue_count": 2,
+            # Tokens per message the attention looks at.
+            "max_tokens": 48,
+            "seed": 42,
+            "training_threads": 2,
+            # Out-of-scope: intent trained from examples, plus a calibrated threshold. A
+            # prediction whose confidence is below the threshold becomes `oos_intent` (or
+            # `nlu_fallback` when the data has no such intent).
+            "oos_intent": "out_of_scope",
+            # Held-out in-scope messages the automatic threshold may reject (0.02 = 2 %).
+            "oos_in_scope_rejection": 0.02,
+            # A fixed confidence threshold instead of the automatic one (null = automatic).
+            "oos_threshold": None,
+            # A fixed threshold on the cosine similarity to the nearest in-scope training
+            # message (catches novel requests the classifier is confidently wrong about).
+            "oos_similarity_threshold": None,
+            # Intents listed in `intent_ranking`.
+            "ranking_length": 10,
+            # Syntax cues and tokens named in each explanation.
+            "explanation_cues": 3,
+        }
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        model: FusionClassifierModel | None = None,
+    ) -> None:
+        self.component_config = config
+        self._model_storage = model_storage
+        self._resource = resource
+        self.model = model
+
+    @staticmethod
+    def fusion_config(config: dict[str, Any]) -> FusionConfig:
+        if config.get("mode", "frozen") != "frozen":
+            raise ComponentConfigError(
+                f"FusedIntentClassifier: mode {config['mode']!r} is not available; use `frozen`"
+            )
+        options = {k: v for k, v in config.items() if k in _FUSION_KEYS}
+        options["views"] = tuple(options.get("views", ("encoder", "syntax")))
+        return FusionConfig(**options)
+
+    @classmethod
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> FusedIntentClassifier:
+        config = {**cls.get_default_config(), **config}
+        cls.fusion_config(config)  # fail at graph build time on a bad config
+        return cls(config, model_storage, resource)
+
+    # ------------------------------------------------------------------ features
+    @staticmethod
+    def _example(message: Message) -> Example | None:
+        sequence, sentence = message.get_dense_features(
+            TEXT, featurizers=[]  # all dense text features; ours is the only dense featurizer
+        )
+        if sentence is None or sequence is None:
+            return None
+        token_syntax = message.get(SYNTAX_TOKEN_FEATURES)
+        if token_syntax is None:
+            token_syntax = np.zeros((0, TOKEN_FEATURE_DIM), dtype=np.float32)
+        return Example(
+            tokens=np.asarray(sequence.features, dtype=np.float32),
+            sentence=np.asarray(sentence.features, dtype=np.float32).reshape(-1),
+            token_syntax=np.asarray(token_syntax, dtype=np.float32),
+            cues=list(message.get(SYNTAX_CUES) or []),
+        )
+
+    # ------------------------------------------------------------------ training
+    def train(self, training_data: TrainingData) -> Resource:
+        examples: list[Example] = []
+        labels: list[str] = []
+        for message in training_data.intent_examples:
+            example = self._example(message)
+            if example is not None and message.get(INTENT):
+                examples.append(example)
+                labels.append(message.get(INTENT))
+        if not examples:
+            raise ComponentConfigError(
+                "FusedIntentClassifier found no featurized intent examples: put "
+                "ParsingSpacyNLP, SpacyTokenizer, TransformerEncoderFeaturizer and "
+                "SyntaxFeaturizer before it in the pipeline"
+            )
+        self.model = FusionClassifierModel.train(
+            examples, labels, self.fusion_config(self.component_config)
+        )
+        with self._model_storage.write_to(self._resource) as directory:
+            self.model.save(directory)
+        return self._resource
+
+    @classmethod
+    def load(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> FusedIntentClassifier:
+        config = {**cls.get_default_config(), **config}
+        try:
+            with model_storage.read_from(resource) as directory:
+                model = FusionClassifierModel.load(directory)
+        except ValueError as e:  # Rasa raises ValueError when the resource does not exist
+            raise ModelLoadError(
+                f"FusedIntentClassifier: no trained model in storage ({e}); run `rasa train`"
+            ) from e
+        return cls(config, model_storage, resource, model)
+
+    # ------------------------------------------------------------------ prediction
+    def process(self, messages: list[Message]) -> list[Message]:
+        if self.model is None:
+            raise ModelLoadError("FusedIntentClassifier is not trained; run `rasa train`")
+        pending = [(m, self._example(m)) for m in messages]
+        ready = [(m, e) for m, e in pending if e is not None]
+        for message, _ in pending:
+            if not any(message is m for m, _ in ready):
+                self._set_unknown(message)
+        predictions = self.model.predict([e for _, e in ready])
+        for (message, _), prediction in zip(ready, predictions):
+            self._set_prediction(message, prediction)
+        return messages
+
+    def _set_unknown(self, message: Message) -> None:
+        # empty or untokenizable text: nothing to classify — say so with zero confidence
+        name = self._oos_name()
+        message.set(INTENT, {INTENT_NAME_KEY: name, PREDICTED_CONFIDENCE_KEY: 0.0}, add_to_output=True)
+        message.set("intent_ranking", [], add_to_output=True)
+        message.set(EXPLANATION, {"reason": "empty message"}, add_to_output=True)
+
+    def _oos_name(self) -> str:
+        labels = self.model.labels if self.model else []
+        oos = self.component_config["oos_intent"]
+        return oos if oos in labels else NLU_FALLBACK
+
+    def _set_prediction(self, message: Message, prediction: Any) -> None:
+        model = self.model
+        probs = prediction.probabilities
+        order = np.argsort(-probs)
+        ranking = [
+            {INTENT_NAME_KEY: model.labels[i], PREDICTED_CONFIDENCE_KEY: float(probs[i])}
+            for i in order[: self.component_config["ranking_length"]]
+        ]
+        top = dict(ranking[0])
+        below_threshold = top[INTENT_NAME_KEY] != self.component_config[
+            "oos_intent"
+        ] and model.is_out_of_scope(prediction)
+        if below_threshold:
+            top = {INTENT_NAME_KEY: self._oos_name(), PREDICTED_CONFIDENCE_KEY: 1.0 - top[PREDICTED_CONFIDENCE_KEY]}
+        message.set(INTENT, top, add_to_output=True)
+        message.set("intent_ranking", ranking, add_to_output=True)
+        message.set(EXPLANATION, self._explanation(message, prediction, below_threshold), add_to_output=True)
+
+    def _explanation(self, message: Message, prediction: Any, below_threshold: bool) -> dict[str, Any]:
+        n = self.component_config["explanation_cues"]
+        tokens = message.get(TOKENS_NAMES[TEXT]) or []
+        weighted = sorted(
+            zip((t.text for t in tokens), prediction.token_weights), key=lambda item: -item[1]
+        )[:n]
+        explanation: dict[str, Any] = {
+            "syntax_weight": None if prediction.gate is None else round(prediction.gate, 4),
+            "syntax_cues": [
+                {"cue": cue, "effect": round(score, 4)} for cue, score in prediction.cue_contributions[:n]
+            ],
+            "attended_tokens": [{"token": t, "weight": round(w, 4)} for t, w in weighted],
+            "temperature": round(self.model.temperature, 4) if self.model else None,
+            "nearest_example_similarity": round(prediction.similarity, 4),
+            "oos_threshold": self.model.oos_threshold if self.model else None,
+            "similarity_threshold": self.model.similarity_threshold if self.model else None,
+        }
+        if below_threshold:
+            explanation["out_of_scope_reason"] = (
+                "confidence or similarity to known requests below its calibrated threshold"
+            )
+        return explanation

