@@ -257,6 +257,7 @@ class FusionClassifierModel:
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(config.training_threads)
         try:
+            torch.manual_seed(config.seed)
             model = cls(config, label_list, vocab, enc_dim, syn_dim)
             best_epochs, val_acc = model._fit(examples, y, train_idx, val_idx, config.epochs)
             val_logits = model._logits([examples[i] for i in val_idx])
@@ -271,8 +272,12 @@ class FusionClassifierModel:
                 else None
             )
             if config.refit_on_all and len(val_idx):
+                torch.manual_seed(config.seed)
                 model = cls(config, label_list, vocab, enc_dim, syn_dim)
-                model._fit(examples, y, np.arange(len(y)), np.array([], dtype=int), best_epochs)
+                # same learning-rate schedule as the early-stopped run, stopped at its best epoch
+                model._fit(
+                    examples, y, np.arange(len(y)), np.array([], dtype=int), config.epochs, best_epochs
+                )
             model.reference = _reference([e for e, keep in zip(examples, in_scope) if keep])
             model.temperature = temperature
             model.oos_threshold = config.oos_threshold if config.oos_threshold is not None else threshold
@@ -298,6 +303,7 @@ class FusionClassifierModel:
         train_idx: np.ndarray,
         val_idx: np.ndarray,
         epochs: int,
+        stop_after: int | None = None,
     ) -> tuple[int, float]:
         config = self.config
         torch.manual_seed(config.seed)
@@ -313,7 +319,7 @@ class FusionClassifierModel:
         best = (-1.0, 0, None)
         bad_epochs = 0
         order = list(train_idx)
-        for epoch in range(1, epochs + 1):
+        for epoch in range(1, (stop_after or epochs) + 1):
             self.net.train()
             rng.shuffle(order)
             for start in range(0, len(order), config.batch_size):
@@ -340,7 +346,7 @@ class FusionClassifierModel:
         if best[2] is not None:
             self.net.load_state_dict(best[2])
             return best[1], best[0]
-        return epochs, float("nan")
+        return stop_after or epochs, float("nan")
 
     def _logits(self, examples: Sequence[Example], batch_size: int = 256) -> torch.Tensor:
         self.net.eval()
@@ -387,6 +393,7 @@ class FusionClassifierModel:
             return []
         self.net.eval()
         batch = self._batch(examples)
+        explain = explain and self.net.use_syntax
         weights = batch.cue_weights.clone().requires_grad_(explain)
         with torch.set_grad_enabled(explain):
             logits, aux = self.net(*batch.inputs()[:-1], weights)
@@ -408,9 +415,11 @@ class FusionClassifierModel:
                 scores = (grads[lo:hi] * weights[lo:hi]).detach().tolist()
                 contributions = [(self.cue_names[i], s) for i, s in zip(ids, scores)]
                 contributions.sort(key=lambda item: -abs(item[1]))
-            gate = float(aux["gate"][row].mean()) if "gate" in aux else None
+            gate = float(aux["gate"][row].mean().detach()) if "gate" in aux else None
             length = int(batch.mask[row].sum())
-            token_weights = aux["attention"][row, :length].detach().tolist() if "attention" in aux else []
+            token_weights = (
+                aux["attention"][row, :length].detach().tolist() if "attention" in aux else []
+            )
             results.append(
                 Prediction(probs_np[row], float(similarity[row]), gate, contributions, token_weights)
             )

@@ -67,7 +67,7 @@ def _lemma(token: Token) -> str:
 
 def _depth(token: Token) -> int:
     depth = 0
-    while token.head is not token and depth < 10:
+    while token.head.i != token.i and depth < 10:
         token = token.head
         depth += 1
     return depth
@@ -145,7 +145,7 @@ def _person(token: Token) -> str:
 def _path(token: Token, max_len: int = 3) -> str:
     labels = [token.dep_]
     current = token.head
-    while current.dep_ != "ROOT" and len(labels) < max_len and current.head is not current:
+    while current.dep_ != "ROOT" and len(labels) < max_len and current.head.i != current.i:
         labels.append(current.dep_)
         current = current.head
     return ">".join(labels)

@@ -1,0 +1,586 @@
+"""The learned entity tagger: encoder vectors fused with role and dependency features, a CRF.
+
+Pure module (no Rasa imports). Each token of a parsed spaCy `Doc` becomes a feature dict:
+
+- **lexical** — word, affixes, shape, neighbours in a window;
+- **dependency** — POS, tag, dependency label, head lemma and POS, spaCy NER tag;
+- **role** — from `nlu_components.roles`: the role of the argument covering the token
+  (recipient, time, ...), its predicate, negation and question flags, and the typed value kind
+  (amount, currency, date, card, ...);
+- **encoder** — the token's contextual transformer vector, reduced by PCA to a few real-valued
+  features, plus k-means cluster ids of the vector at several granularities (discrete, like
+  Brown clusters) and a cluster id of the sentence vector (what the utterance is about).
+
+A linear-chain CRF (CRFsuite through `python-crfsuite`, which Rasa already installs) learns
+BIO labels; spans are decoded with per-span confidences from the CRF marginals. Labels carry
+the entity and, when annotated, its role (`person` + `recipient`).
+
+Persistence: `config.json`, `projection.npz` (PCA and centroids, `allow_pickle=False`) and
+CRFsuite's own model file `model.crfsuite`. No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from spacy.tokens import Doc
+
+from nlu_components.errors import ComponentConfigError, ModelLoadError, NLUComponentError
+from nlu_components.roles import TokenAnnotation, token_annotations
+
+#: Separates the entity from its role inside a CRF label ("person::recipient").
+ROLE_SEPARATOR = "::"
+CONFIG_FILE = "config.json"
+PROJECTION_FILE = "projection.npz"
+MODEL_FILE = "model.crfsuite"
+FORMAT_VERSION = 1
+
+
+class TaggerTrainingError(NLUComponentError):
+    """The tagger could not be trained from the given examples."""
+
+
+@dataclass(frozen=True)
+class EntitySpan:
+    """An entity found (or annotated) in a text: character span, type, optional role."""
+
+    start: int
+    end: int
+    entity: str
+    role: str | None = None
+    confidence: float = 1.0
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class TaggerConfig:
+    """Settings of `RoleTagger`; `from_dict` validates and names the key to fix."""
+
+    #: Features from semantic-role frames and typed values (the ablation switch).
+    use_role_features: bool = True
+    #: POS, dependency label, head and NER features from the spaCy parse.
+    use_dependency_features: bool = True
+    #: Features from the transformer token vectors (needs vectors in fit/predict).
+    use_encoder_features: bool = True
+    #: Real-valued PCA components of each token vector used as features (0 turns them off).
+    encoder_dims: int = 24
+    #: k-means cluster counts over token vectors; each gives one discrete feature per token.
+    encoder_clusters: tuple[int, ...] = (64, 256, 1024)
+    #: Clusters of the sentence vector (0 turns the sentence feature off).
+    sentence_clusters: int = 32
+    #: Context window (tokens either side) for the lexical and cluster features.
+    window: int = 2
+    #: CRF L1 and L2 regularisation.
+    c1: float = 0.05
+    c2: float = 0.02
+    #: L-BFGS iterations of the CRF.
+    max_iterations: int = 150
+    #: Token vectors sampled to fit PCA and k-means (bounds training time on big data).
+    max_projection_samples: int = 60000
+    #: Seed for sampling and k-means.
+    random_seed: int = 13
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TaggerConfig:
+        """Build and validate a config; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ComponentConfigError(
+                f"unknown role tagger setting(s) {unknown}; known: {sorted(known)}"
+            )
+        data = dict(values)
+        if "encoder_clusters" in data:
+            data["encoder_clusters"] = tuple(int(k) for k in data["encoder_clusters"] or ())
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise `ComponentConfigError` for values that cannot work."""
+        if self.encoder_dims < 0 or self.sentence_clusters < 0:
+            raise ComponentConfigError("encoder_dims and sentence_clusters must be >= 0")
+        if any(k < 2 for k in self.encoder_clusters):
+            raise ComponentConfigError("every value of encoder_clusters must be >= 2")
+        if self.window < 0 or self.window > 5:
+            raise ComponentConfigError("window must be between 0 and 5")
+        if self.c1 < 0 or self.c2 < 0:
+            raise ComponentConfigError("c1 and c2 (CRF regularisation) must be >= 0")
+        if self.max_iterations < 1 or self.max_projection_samples < 100:
+            raise ComponentConfigError(
+                "max_iterations must be >= 1 and max_projection_samples >= 100"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["encoder_clusters"] = list(self.encoder_clusters)
+        return data
+
+
+@dataclass
+class EncoderProjection:
+    """PCA and k-means codebooks over token vectors, fitted on the training tokens."""
+
+    mean: np.ndarray
+    components: np.ndarray  # (dims, d)
+    scale: np.ndarray  # (dims,)
+    centroids: list[np.ndarray] = field(default_factory=list)  # each (k, d), unit rows
+    sentence_centroids: np.ndarray | None = None  # (k, d)
+
+    @classmethod
+    def fit(
+        cls, token_vectors: np.ndarray, sentence_vectors: np.ndarray, config: TaggerConfig
+    ) -> EncoderProjection:
+        rng = np.random.default_rng(config.random_seed)
+        sample = token_vectors
+        if len(sample) > config.max_projection_samples:
+            sample = sample[rng.choice(len(sample), config.max_projection_samples, replace=False)]
+        sample = sample.astype(np.float32)
+        mean = sample.mean(axis=0)
+        dims = min(config.encoder_dims, sample.shape[1], max(len(sample) - 1, 0))
+        components = np.zeros((0, sample.shape[1]), np.float32)
+        scale = np.ones((0,), np.float32)
+        if dims > 0:
+            _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+            components = vt[:dims].astype(np.float32)
+            projected = (sample - mean) @ components.T
+            scale = np.clip(projected.std(axis=0), 1e-6, None).astype(np.float32)
+        unit = _unit(sample)
+        centroids = [
+            _kmeans(unit, k, config.random_seed + i)
+            for i, k in enumerate(config.encoder_clusters)
+            if k < len(unit)
+        ]
+        sentence_centroids = None
+        if config.sentence_clusters and len(sentence_vectors) > config.sentence_clusters:
+            sentence_centroids = _kmeans(
+                _unit(sentence_vectors.astype(np.float32)), config.sentence_clusters, 7
+            )
+        return cls(mean, components, scale, centroids, sentence_centroids)
+
+    def token_features(self, vectors: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(n, dims) scaled PCA values and one (n,) cluster-id array per codebook."""
+        vectors = vectors.astype(np.float32)
+        reduced = ((vectors - self.mean) @ self.components.T) / self.scale
+        unit = _unit(vectors)
+        ids = [np.argmax(unit @ c.T, axis=1) if len(unit) else np.zeros(0, int) for c in self.centroids]
+        return reduced, ids
+
+    def sentence_cluster(self, sentence: np.ndarray | None) -> int | None:
+        if self.sentence_centroids is None or sentence is None:
+            return None
+        return int(np.argmax(self.sentence_centroids @ _unit(sentence[None, :])[0]))
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, np.ndarray] = {
+            "mean": self.mean,
+            "components": self.components,
+            "scale": self.scale,
+        }
+        for i, c in enumerate(self.centroids):
+            arrays[f"centroids_{i}"] = c
+        if self.sentence_centroids is not None:
+            arrays["sentence_centroids"] = self.sentence_centroids
+        np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> EncoderProjection:
+        with np.load(path, allow_pickle=False) as data:
+            count = len([k for k in data.files if k.startswith("centroids_")])
+            return cls(
+                mean=data["mean"],
+                components=data["components"],
+                scale=data["scale"],
+                centroids=[data[f"centroids_{i}"] for i in range(count)],
+                sentence_centroids=data["sentence_centroids"]
+                if "sentence_centroids" in data.files
+                else None,
+            )
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9, None)
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Spherical k-means centroids (unit rows) with sklearn's MiniBatchKMeans."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    k = min(k, len(x))
+    model = MiniBatchKMeans(
+        n_clusters=k, random_state=seed, batch_size=4096, n_init=3, max_iter=50
+    ).fit(x)
+    return _unit(model.cluster_centers_.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class TaggerInput:
+    """One utterance for the tagger: its parse and, optionally, encoder vectors."""
+
+    doc: Doc
+    #: (len(doc), d) contextual vector per spaCy token; None without encoder features.
+    vectors: np.ndarray | None = None
+    #: (d,) sentence vector; None turns the sentence-cluster feature off for this input.
+    sentence: np.ndarray | None = None
+
+
+class RoleTagger:
+    """CRF entity tagger over fused lexical, dependency, role and encoder features."""
+
+    def __init__(
+        self,
+        config: TaggerConfig | None = None,
+        projection: EncoderProjection | None = None,
+        model: bytes | None = None,
+        labels: Sequence[str] = (),
+    ) -> None:
+        self.config = config or TaggerConfig()
+        self.projection = projection
+        self.labels = list(labels)
+        self._model_bytes = model
+        self._tagger: Any = None
+        if model is not None:
+            self._tagger = _open_tagger(model)
+
+    @property
+    def is_trained(self) -> bool:
+        return self._tagger is not None
+
+    # -- training ---------------------------------------------------------------------------
+
+    def fit(self, inputs: Sequence[TaggerInput], spans: Sequence[Sequence[EntitySpan]]) -> None:
+        """Train on utterances and their annotated entity spans (character offsets).
+
+        Raises:
+            TaggerTrainingError: no examples, mismatched lengths, or no entity at all.
+            ComponentConfigError: encoder features on but vectors missing.
+        """
+        import pycrfsuite
+
+        if len(inputs) != len(spans):
+            raise TaggerTrainingError("inputs and spans must have the same length")
+        if not any(spans):
+            raise TaggerTrainingError(
+                "the training data has no entity annotations: annotate entities in the NLU "
+                "data (e.g. [Anna]{\"entity\": \"person\", \"role\": \"recipient\"})"
+            )
+        self._check_vectors(inputs)
+        if self.config.use_encoder_features:
+            token_vectors = np.concatenate([i.vectors for i in inputs if len(i.doc)])  # type: ignore[misc]
+            sentences = np.stack([i.sentence for i in inputs if i.sentence is not None] or [np.zeros(1)])
+            self.projection = EncoderProjection.fit(token_vectors, sentences, self.config)
+        trainer = pycrfsuite.Trainer(verbose=False)
+        trainer.set_params(
+            {
+                "c1": self.config.c1,
+                "c2": self.config.c2,
+                "max_iterations": self.config.max_iterations,
+                "feature.possible_transitions": True,
+            }
+        )
+        labels: set[str] = set()
+        for tagger_input, example_spans in zip(inputs, spans):
+            if not len(tagger_input.doc):
+                continue
+            tags = bio_tags(tagger_input.doc, example_spans)
+            labels.update(tags)
+            trainer.append(self.featurize(tagger_input), tags)
+        with tempfile.TemporaryDirectory(prefix="fd-role-tagger-") as tmp:
+            path = os.path.join(tmp, MODEL_FILE)
+            trainer.train(path)
+            self._model_bytes = Path(path).read_bytes()
+        self.labels = sorted(labels)
+        self._tagger = _open_tagger(self._model_bytes)
+
+    def _check_vectors(self, inputs: Sequence[TaggerInput]) -> None:
+        if not self.config.use_encoder_features:
+            return
+        for tagger_input in inputs:
+            vectors = tagger_input.vectors
+            if vectors is None or len(vectors) != len(tagger_input.doc):
+                raise ComponentConfigError(
+                    "use_encoder_features is on but an input has no token vectors (one row "
+                    "per spaCy token): put TransformerEncoderFeaturizer before the extractor "
+                    "or set use_encoder_features: false"
+                )
+
+    # -- features ---------------------------------------------------------------------------
+
+    def featurize(self, tagger_input: TaggerInput) -> list[dict[str, float]]:
+        """CRFsuite feature dicts (name → value), one per token."""
+        doc = tagger_input.doc
+        config = self.config
+        annotations: list[TokenAnnotation] | None = (
+            token_annotations(doc) if config.use_role_features else None
+        )
+        reduced: np.ndarray | None = None
+        cluster_ids: list[np.ndarray] = []
+        sentence_cluster: int | None = None
+        if config.use_encoder_features and self.projection is not None:
+            if tagger_input.vectors is None:
+                raise ComponentConfigError("this tagger was trained with encoder features")
+            reduced, cluster_ids = self.projection.token_features(tagger_input.vectors)
+            sentence_cluster = self.projection.sentence_cluster(tagger_input.sentence)
+        words = [_word_features(t) for t in doc]
+        out: list[dict[str, float]] = []
+        for i, token in enumerate(doc):
+            feats: dict[str, float] = {"bias": 1.0}
+            for key, value in words[i].items():
+                feats[f"{key}={value}"] = 1.0
+            for offset in range(1, config.window + 1):
+                for j, side in ((i - offset, "-"), (i + offset, "+")):
+                    prefix = f"{side}{offset}"
+                    if 0 <= j < len(doc):
+                        feats[f"{prefix}:w={words[j]['w']}"] = 1.0
+                        feats[f"{prefix}:shape={words[j]['shape']}"] = 1.0
+                        if offset == 1:
+                            feats[f"{prefix}:suf3={words[j]['suf3']}"] = 1.0
+                    else:
+                        feats[f"{prefix}:edge"] = 1.0
+            if i > 0:
+                feats[f"bigram={words[i - 1]['w']}|{words[i]['w']}"] = 1.0
+            if i + 1 < len(doc):
+                feats[f"bigram+={words[i]['w']}|{words[i + 1]['w']}"] = 1.0
+            if config.use_dependency_features:
+                _dependency_features(token, feats)
+            if annotations is not None:
+                _role_features(annotations, i, feats)
+            if reduced is not None:
+                for k, value in enumerate(reduced[i]):
+                    feats[f"e{k}"] = float(value)
+                for level, ids in enumerate(cluster_ids):
+                    feats[f"c{level}={ids[i]}"] = 1.0
+                    if level == len(cluster_ids) - 1:
+                        feats[f"c{level}w={ids[i]}|{words[i]['w']}"] = 1.0
+                    for offset in (-1, 1):
+                        j = i + offset
+                        if 0 <= j < len(doc):
+                            feats[f"{offset}:c{level}={ids[j]}"] = 1.0
+                if sentence_cluster is not None:
+                    feats[f"s={sentence_cluster}"] = 1.0
+                    feats[f"s={sentence_cluster}|w={words[i]['w']}"] = 1.0
+            out.append(feats)
+        return out
+
+    # -- prediction -------------------------------------------------------------------------
+
+    def predict(self, inputs: Sequence[TaggerInput]) -> list[list[EntitySpan]]:
+        """Entity spans (character offsets, confidence from the CRF marginals) per input.
+
+        Raises:
+            ModelLoadError: the tagger was never trained or loaded.
+        """
+        if self._tagger is None:
+            raise ModelLoadError("the role tagger is not trained: train it or load a model")
+        return [self._predict_one(i) for i in inputs]
+
+    def _predict_one(self, tagger_input: TaggerInput) -> list[EntitySpan]:
+        doc = tagger_input.doc
+        if not len(doc):
+            return []
+        if self.config.use_encoder_features:
+            self._check_vectors([tagger_input])
+        tags = self._tagger.tag(self.featurize(tagger_input))
+        marginals = [self._tagger.marginal(tag, i) for i, tag in enumerate(tags)]
+        return decode_bio(doc, tags, marginals)
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        """Write config.json, projection.npz and model.crfsuite into `directory`."""
+        if self._model_bytes is None:
+            raise ModelLoadError("cannot save an untrained role tagger")
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "labels": self.labels,
+            "has_projection": self.projection is not None,
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        if self.projection is not None:
+            self.projection.save(directory / PROJECTION_FILE)
+        (directory / MODEL_FILE).write_bytes(self._model_bytes)
+
+    @classmethod
+    def load(cls, directory: Path) -> RoleTagger:
+        """Load a tagger written by `save`.
+
+        Raises:
+            ModelLoadError: a file is missing or unreadable; the message says which.
+        """
+        try:
+            meta = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+            if meta.get("format_version") != FORMAT_VERSION:
+                raise ModelLoadError(
+                    f"role tagger in {directory} has format {meta.get('format_version')}, "
+                    f"this version reads {FORMAT_VERSION}: retrain with `rasa train`"
+                )
+            config = TaggerConfig.from_dict(meta["config"])
+            projection = (
+                EncoderProjection.load(directory / PROJECTION_FILE)
+                if meta.get("has_projection")
+                else None
+            )
+            model = (directory / MODEL_FILE).read_bytes()
+        except (OSError, ValueError, KeyError, ComponentConfigError) as e:
+            raise ModelLoadError(
+                f"could not load the role tagger from {directory}: {e}. Retrain the model "
+                f"with `rasa train`."
+            ) from e
+        return cls(config, projection, model, meta.get("labels", []))
+
+
+def _open_tagger(model: bytes) -> Any:
+    import pycrfsuite
+
+    tagger = pycrfsuite.Tagger()
+    try:
+        tagger.open_inmemory(model)
+    except (ValueError, OSError) as e:
+        raise ModelLoadError(f"the CRF model is unreadable ({e}): retrain with `rasa train`") from e
+    return tagger
+
+
+# ---------------------------------------------------------------------------------------------
+# labels
+
+
+def encode_label(entity: str, role: str | None) -> str:
+    """CRF label of an entity type and optional role."""
+    if ROLE_SEPARATOR in entity or (role and ROLE_SEPARATOR in role):
+        raise TaggerTrainingError(
+            f"entity and role names may not contain {ROLE_SEPARATOR!r}: {entity!r} / {role!r}"
+        )
+    return f"{entity}{ROLE_SEPARATOR}{role}" if role else entity
+
+
+def decode_label(label: str) -> tuple[str, str | None]:
+    entity, _, role = label.partition(ROLE_SEPARATOR)
+    return entity, role or None
+
+
+def bio_tags(doc: Doc, spans: Sequence[EntitySpan]) -> list[str]:
+    """BIO tags of `doc`'s tokens for character spans (a token overlapping a span is inside)."""
+    tags = ["O"] * len(doc)
+    for span in sorted(spans, key=lambda s: s.start):
+        label = encode_label(span.entity, span.role)
+        inside = [
+            t.i
+            for t in doc
+            if not t.is_space and t.idx < span.end and t.idx + len(t.text) > span.start
+        ]
+        for n, i in enumerate(inside):
+            if tags[i] == "O":
+                tags[i] = ("B-" if n == 0 else "I-") + label
+    return tags
+
+
+def decode_bio(
+    doc: Doc, tags: Sequence[str], marginals: Sequence[float] | None = None
+) -> list[EntitySpan]:
+    """Spans from BIO tags; an I- without a matching B- starts a new span."""
+    spans: list[EntitySpan] = []
+    start: int | None = None
+    label = ""
+
+    def close(end: int) -> None:
+        if start is None:
+            return
+        entity, role = decode_label(label)
+        begin, finish = doc[start].idx, doc[end - 1].idx + len(doc[end - 1].text)
+        probs = marginals[start:end] if marginals is not None else [1.0]
+        spans.append(
+            EntitySpan(
+                start=begin,
+                end=finish,
+                entity=entity,
+                role=role,
+                confidence=float(np.mean(probs)),
+                value=doc.text[begin:finish],
+            )
+        )
+
+    for i, tag in enumerate(tags):
+        prefix, _, name = tag.partition("-")
+        if prefix == "B" or (prefix == "I" and (start is None or name != label)):
+            close(i)
+            start, label = i, name
+        elif prefix != "I":
+            close(i)
+            start, label = None, ""
+    close(len(tags))
+    return spans
+
+
+# ---------------------------------------------------------------------------------------------
+# feature helpers
+
+_SHAPE = [(re.compile(r"[A-Z]"), "X"), (re.compile(r"[a-z]"), "x"), (re.compile(r"\d"), "d")]
+
+
+def _shape(text: str) -> str:
+    out = text
+    for pattern, char in _SHAPE:
+        out = pattern.sub(char, out)
+    return re.sub(r"(.)\1{2,}", r"\1\1", out)[:8]
+
+
+def _word_features(token: Any) -> dict[str, str]:
+    text = token.text
+    lower = text.lower()
+    return {
+        "w": lower,
+        "suf3": lower[-3:],
+        "suf2": lower[-2:],
+        "pre3": lower[:3],
+        "shape": _shape(text),
+        "title": str(text.istitle()),
+        "upper": str(text.isupper()),
+        "num": str(token.like_num),
+        "len": str(min(len(text), 8)),
+    }
+
+
+def _dependency_features(token: Any, feats: dict[str, float]) -> None:
+    head = token.head
+    feats[f"pos={token.pos_}"] = 1.0
+    feats[f"tag={token.tag_}"] = 1.0
+    feats[f"dep={token.dep_}"] = 1.0
+    feats[f"lemma={token.lemma_.lower()}"] = 1.0
+    feats[f"head={head.lemma_.lower()}"] = 1.0
+    feats[f"headpos={head.pos_}"] = 1.0
+    feats[f"dep|head={token.dep_}|{head.lemma_.lower()}"] = 1.0
+    feats[f"ent={token.ent_iob_}-{token.ent_type_}"] = 1.0
+    # the preposition above a noun ("to" for "Anna" in "to Anna")
+    if head.dep_ in {"prep", "agent", "dative"} and head.pos_ == "ADP":
+        feats[f"prep={head.lower_}"] = 1.0
+        feats[f"prep|gov={head.lower_}|{head.head.lemma_.lower()}"] = 1.0
+
+
+def _role_features(annotations: Sequence[TokenAnnotation], i: int, feats: dict[str, float]) -> None:
+    a = annotations[i]
+    feats[f"role={a.role}"] = 1.0
+    feats[f"roleiob={a.role_iob}-{a.role}"] = 1.0
+    if a.predicate:
+        feats[f"pred|role={a.predicate}|{a.role}"] = 1.0
+    if a.is_predicate:
+        feats["is_pred"] = 1.0
+    if a.negated:
+        feats["negated"] = 1.0
+    if a.question:
+        feats["question"] = 1.0
+    feats[f"value={a.value_iob}-{a.value_kind}"] = 1.0
+    for offset in (-1, 1):
+        j = i + offset
+        if 0 <= j < len(annotations):
+            feats[f"{offset}:role={annotations[j].role}"] = 1.0
+            feats[f"{offset}:value={annotations[j].value_kind}"] = 1.0
