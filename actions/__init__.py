@@ -6,6 +6,6 @@ modules is registered once (rasa_sdk instantiates actions as singletons).
 
 from actions.answers import ActionAnswerQuestion
 from actions.fallback import ActionOutOfScope
-from actions.handoff import ActionHandoff
+from actions.handoff import ActionFormAbandoned, ActionHandoff
 
-__all__ = ["ActionAnswerQuestion", "ActionHandoff", "ActionOutOfScope"]
+__all__ = ["ActionAnswerQuestion", "ActionFormAbandoned", "ActionHandoff", "ActionOutOfScope"]

@@ -28,7 +28,12 @@ def agent_reply_events(text: str, agent_name: str) -> list[dict[str, Any]]:
 
 
 def hand_back_events(message: str) -> list[dict[str, Any]]:
-    """Tell the customer, resume the bot, and reset the handoff slots."""
+    """Tell the customer, resume the bot, reset the handoff slots, and listen.
+
+    The final `action_listen` matters: a paused conversation ends on `action_handoff` (Rasa
+    predicts nothing after `ConversationPaused`), and without a listen the customer's next
+    message would not match rules written as "intent → action" and fall back.
+    """
     return [
         {"event": "bot", "text": message, "metadata": {"handoff": "ended"}},
         {"event": "resume"},
@@ -36,6 +41,7 @@ def hand_back_events(message: str) -> list[dict[str, Any]]:
         {"event": "slot", "name": "handoff_reason", "value": None},
         {"event": "slot", "name": "fallback_count", "value": 0},
         {"event": "slot", "name": "forms_abandoned", "value": 0},
+        {"event": "action", "name": "action_listen"},
     ]
 
 

@@ -15,6 +15,7 @@ from bot.handoff.config import HandoffConfig
 
 #: Intents that count as "the bot did not understand".
 FALLBACK_INTENTS: frozenset[str] = frozenset({"nlu_fallback", "out_of_scope"})
+_STREAK_BREAKERS = frozenset({"session_started", "pause", "resume", "restart"})
 
 
 class HandoffReason(str, Enum):
@@ -39,12 +40,13 @@ def parse_reason(
 def consecutive_fallbacks(events: Iterable[Mapping[str, Any]]) -> int:
     """How many of the latest user messages in a row were NLU fallbacks or out_of_scope.
 
-    Counts back from the newest `user` event and stops at the first understood one or at the
-    start of the session.
+    Counts back from the newest `user` event and stops at the first understood one, at the
+    start of the session, or where the conversation was paused or resumed (messages written to
+    an operator do not count).
     """
     count = 0
     for event in reversed(list(events)):
-        if event.get("event") == "session_started":
+        if event.get("event") in _STREAK_BREAKERS:
             break
         if event.get("event") != "user":
             continue

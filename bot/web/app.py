@@ -16,7 +16,9 @@ from sanic.request import Request
 from bot.settings import Settings
 
 #: "module:function" returning a Blueprint, given the settings.
-BLUEPRINT_FACTORIES: tuple[str, ...] = ()
+BLUEPRINT_FACTORIES: tuple[str, ...] = (
+    "bot.console.routes:console_blueprint",
+)
 
 
 def create_app(settings: Settings, name: str = "fusiondesk_web") -> Sanic:

@@ -150,7 +150,7 @@ def test_through_the_real_action_server(tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path / 'fusiondesk.db'}"
     port = free_port()
     env = child_env(FUSIONDESK_DB_URL=db_url, FUSIONDESK_CONFIG=str(tmp_path / "none.yml"))
-    with action_server(Path(__file__).resolve().parents[2], port, env) as url:
+    with action_server(tmp_path, port, env) as url:  # actions import through PYTHONPATH
         body = {
             "next_action": "action_handoff",
             "sender_id": "http-customer",
