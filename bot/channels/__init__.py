@@ -1,0 +1,1 @@
+"""Messaging channels the Rasa server accepts besides its built-in ones (Telegram, ...)."""
