@@ -120,7 +120,7 @@ def read_examples(path: Path) -> list[Example]:
             (_parse_span(path, line_no, text, e) for e in raw_entities),
             key=lambda s: (s.start, s.end),
         )
-        for left, right in zip(spans, spans[1:]):
+        for left, right in zip(spans, spans[1:], strict=False):
             if right.start < left.end:
                 raise _fail(
                     path,

@@ -90,7 +90,7 @@ def accuracy(gold: Sequence[str], pred: Sequence[str]) -> float:
     _check_lengths(gold, pred)
     if not gold:
         raise ValueError("accuracy of an empty test set")
-    hits = sum(canonical_intent(g) == canonical_intent(p) for g, p in zip(gold, pred))
+    hits = sum(canonical_intent(g) == canonical_intent(p) for g, p in zip(gold, pred, strict=True))
     return hits / len(gold)
 
 
@@ -99,7 +99,7 @@ def per_intent_prf(gold: Sequence[str], pred: Sequence[str]) -> dict[str, PRF]:
     _check_lengths(gold, pred)
     gold_c = [canonical_intent(g) for g in gold]
     pred_c = [canonical_intent(p) for p in pred]
-    tp: Counter[str] = Counter(g for g, p in zip(gold_c, pred_c) if g == p)
+    tp: Counter[str] = Counter(g for g, p in zip(gold_c, pred_c, strict=True) if g == p)
     gold_n = Counter(gold_c)
     pred_n = Counter(pred_c)
     return {
@@ -122,7 +122,7 @@ def in_scope_accuracy(gold: Sequence[str], pred: Sequence[str]) -> float | None:
     Returns None when no gold item is in scope.
     """
     _check_lengths(gold, pred)
-    pairs = [(g, p) for g, p in zip(gold, pred) if not is_out_of_scope(g)]
+    pairs = [(g, p) for g, p in zip(gold, pred, strict=True) if not is_out_of_scope(g)]
     if not pairs:
         return None
     return sum(g == p for g, p in pairs) / len(pairs)
@@ -131,7 +131,7 @@ def in_scope_accuracy(gold: Sequence[str], pred: Sequence[str]) -> float | None:
 def oos_recall(gold: Sequence[str], pred: Sequence[str]) -> float | None:
     """Share of out-of-scope gold items predicted as out of scope (None: no such items)."""
     _check_lengths(gold, pred)
-    oos = [p for g, p in zip(gold, pred) if is_out_of_scope(g)]
+    oos = [p for g, p in zip(gold, pred, strict=True) if is_out_of_scope(g)]
     if not oos:
         return None
     return sum(is_out_of_scope(p) for p in oos) / len(oos)
@@ -140,7 +140,7 @@ def oos_recall(gold: Sequence[str], pred: Sequence[str]) -> float | None:
 def oos_precision(gold: Sequence[str], pred: Sequence[str]) -> float | None:
     """Share of out-of-scope predictions that are out of scope (None: none predicted)."""
     _check_lengths(gold, pred)
-    flagged = [g for g, p in zip(gold, pred) if is_out_of_scope(p)]
+    flagged = [g for g, p in zip(gold, pred, strict=True) if is_out_of_scope(p)]
     if not flagged:
         return None
     return sum(is_out_of_scope(g) for g in flagged) / len(flagged)
@@ -187,11 +187,13 @@ def auroc(positives: Sequence[bool], scores: Sequence[float]) -> float | None:
     if n_pos == 0 or n_neg == 0:
         return None
     ranks = _average_ranks(scores)
-    rank_sum = sum(r for r, p in zip(ranks, positives) if p)
+    rank_sum = sum(r for r, p in zip(ranks, positives, strict=True) if p)
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-def roc_curve(positives: Sequence[bool], scores: Sequence[float]) -> tuple[list[float], list[float]]:
+def roc_curve(
+    positives: Sequence[bool], scores: Sequence[float]
+) -> tuple[list[float], list[float]]:
     """False- and true-positive rates for every distinct threshold, from (0, 0) to (1, 1).
 
     Raises:
@@ -202,7 +204,7 @@ def roc_curve(positives: Sequence[bool], scores: Sequence[float]) -> tuple[list[
     n_neg = len(positives) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError("a ROC curve needs both positives and negatives")
-    pairs = sorted(zip(scores, positives), key=lambda sp: -sp[0])
+    pairs = sorted(zip(scores, positives, strict=True), key=lambda sp: -sp[0])
     fpr, tpr = [0.0], [0.0]
     tp = fp = 0
     for i, (score, positive) in enumerate(pairs):
@@ -216,16 +218,14 @@ def roc_curve(positives: Sequence[bool], scores: Sequence[float]) -> tuple[list[
     return fpr, tpr
 
 
-def entity_prf(
-    gold: Sequence[Iterable[EntityKey]], pred: Sequence[Iterable[EntityKey]]
-) -> PRF:
+def entity_prf(gold: Sequence[Iterable[EntityKey]], pred: Sequence[Iterable[EntityKey]]) -> PRF:
     """Micro precision/recall/F1 of exact (start, end, type) matches over all messages.
 
     `gold[i]` and `pred[i]` are the spans of message i; duplicates within a message count once.
     """
     _check_lengths(gold, pred)
     tp = fp = fn = 0
-    for gold_spans, pred_spans in zip(gold, pred):
+    for gold_spans, pred_spans in zip(gold, pred, strict=True):
         g, p = set(gold_spans), set(pred_spans)
         tp += len(g & p)
         fp += len(p - g)
@@ -267,12 +267,14 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def most_confused(gold: Sequence[str], pred: Sequence[str], k: int = 10) -> list[tuple[str, str, int]]:
+def most_confused(
+    gold: Sequence[str], pred: Sequence[str], k: int = 10
+) -> list[tuple[str, str, int]]:
     """The k most frequent (gold, predicted, count) errors, most frequent first."""
     _check_lengths(gold, pred)
     errors = Counter(
         (canonical_intent(g), canonical_intent(p))
-        for g, p in zip(gold, pred)
+        for g, p in zip(gold, pred, strict=True)
         if canonical_intent(g) != canonical_intent(p)
     )
     return [(g, p, n) for (g, p), n in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
@@ -295,7 +297,7 @@ def confusion_matrix(
     _check_lengths(gold, pred)
     index = {label: i for i, label in enumerate(labels)}
     matrix = [[0] * len(labels) for _ in labels]
-    for g, p in zip(gold, pred):
+    for g, p in zip(gold, pred, strict=True):
         gi, pi = index.get(canonical_intent(g)), index.get(canonical_intent(p))
         if gi is not None and pi is not None:
             matrix[gi][pi] += 1

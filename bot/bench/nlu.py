@@ -186,9 +186,7 @@ def _source_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_key(
-    spec: PipelineSpec, train_digest: str, test_digest: str, epochs: int | None
-) -> str:
+def cache_key(spec: PipelineSpec, train_digest: str, test_digest: str, epochs: int | None) -> str:
     """Hash of everything a pipeline's result depends on.
 
     Besides data, config and epochs it covers the Rasa version and, for pipelines using the
@@ -361,13 +359,19 @@ def _predictions(raw: dict[str, Any], labels: LabelMap) -> list[Prediction]:
     for p in raw["predictions"]:
         entities = []
         for e in p["entities"]:
-            if isinstance(e.get("start"), int) and isinstance(e.get("end"), int) and e.get("entity"):
+            if (
+                isinstance(e.get("start"), int)
+                and isinstance(e.get("end"), int)
+                and e.get("entity")
+            ):
                 entities.append((e["start"], e["end"], labels.entity_from_rasa(e["entity"])))
         out.append(
             Prediction(
                 intent=labels.intent_from_rasa(p["intent"] or ""),
                 confidence=float(p["confidence"]),
-                ranking=tuple((labels.intent_from_rasa(n or ""), float(c)) for n, c in p["ranking"]),
+                ranking=tuple(
+                    (labels.intent_from_rasa(n or ""), float(c)) for n, c in p["ranking"]
+                ),
                 entities=tuple(entities),
                 ms=float(p["ms"]),
             )
@@ -389,7 +393,7 @@ def _write_predictions(
     path: Path, test: Sequence[Example], predictions: Sequence[Prediction]
 ) -> None:
     with path.open("w", encoding="utf-8") as f:
-        for example, p in zip(test, predictions):
+        for example, p in zip(test, predictions, strict=True):
             row = {
                 "text": example.text,
                 "gold": example.intent,
@@ -415,7 +419,10 @@ def _plot(
     written = [
         plots.confidence_histogram(
             [p.confidence for p in predictions],
-            [metrics.canonical_intent(g) == metrics.canonical_intent(p) for g, p in zip(gold, pred)],
+            [
+                metrics.canonical_intent(g) == metrics.canonical_intent(p)
+                for g, p in zip(gold, pred, strict=True)
+            ],
             plot_dir / f"{slug}-confidence.png",
             f"{name}: confidence of the predicted intent",
         )
@@ -467,7 +474,7 @@ def run_benchmark(options: BenchOptions) -> dict[str, dict[str, Any]]:
     rasa_train = [labels.to_rasa(e) for e in train]
     rasa_test = [labels.to_rasa(e) for e in test]
     train_digest, test_digest = examples_digest(rasa_train), examples_digest(rasa_test)
-    data_summary = {
+    data_summary: dict[str, Any] = {
         "train": _summary(options.train, train),
         "test": _summary(options.test, test),
         "machine": _machine(),
@@ -540,7 +547,9 @@ def run_benchmark(options: BenchOptions) -> dict[str, dict[str, Any]]:
                 "rasa_version": raw["rasa_version"],
             }
             details[spec.name] = {**detail, "effective_config": raw["effective_config"]}
-            _write_predictions(options.out / "predictions" / f"{spec.name}.jsonl", test, predictions)
+            _write_predictions(
+                options.out / "predictions" / f"{spec.name}.jsonl", test, predictions
+            )
             written = _plot(spec.name, test, predictions, options.out / "plots")
             plot_paths[spec.name] = [str(p.relative_to(options.out)) for p in written]
             if "oos_auroc" in flat:

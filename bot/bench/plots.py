@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -17,9 +17,7 @@ from bot.bench import metrics  # noqa: E402
 CONFUSION_MAX_LABELS = 15
 
 
-def confusion_plot(
-    gold: Sequence[str], pred: Sequence[str], path: Path, title: str
-) -> Path | None:
+def confusion_plot(gold: Sequence[str], pred: Sequence[str], path: Path, title: str) -> Path | None:
     """Confusion matrix of the intents most involved in errors (None when there are none)."""
     labels = metrics.most_confused_labels(gold, pred, CONFUSION_MAX_LABELS)
     if not labels:
@@ -58,14 +56,14 @@ def confidence_histogram(
     fig, ax = plt.subplots(figsize=(6, 4))
     try:
         ax.hist(
-            [c for c, ok in zip(confidences, correct) if ok],
+            [c for c, ok in zip(confidences, correct, strict=True) if ok],
             bins=bins,
             alpha=0.6,
             label=f"correct ({sum(correct)})",
             color="tab:green",
         )
         ax.hist(
-            [c for c, ok in zip(confidences, correct) if not ok],
+            [c for c, ok in zip(confidences, correct, strict=True) if not ok],
             bins=bins,
             alpha=0.6,
             label=f"wrong ({len(correct) - sum(correct)})",
@@ -83,10 +81,10 @@ def confidence_histogram(
 
 
 def oos_roc_plot(
-    curves: dict[str, tuple[Sequence[float], Sequence[float], float | None]], path: Path
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float], float | None]], path: Path
 ) -> Path:
     """Out-of-scope ROC curves of several pipelines (name → (fpr, tpr, AUROC)) in one plot."""
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = plt.subplots(figsize=(6, 5.5))
     try:
         for name, (fpr, tpr, area) in curves.items():
             label = f"{name} (AUROC {area:.3f})" if area is not None else name
@@ -95,9 +93,10 @@ def oos_roc_plot(
         ax.set_xlabel("false-positive rate (in-scope flagged)")
         ax.set_ylabel("true-positive rate (out-of-scope caught)")
         ax.set_title("out-of-scope detection: score 1 − top in-scope confidence", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        # below the axes: long labels ("rasa-default (DIETClassifier 5 of 100 epochs)") would
+        # hide the curves
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+        fig.savefig(path, dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path

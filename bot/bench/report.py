@@ -217,10 +217,7 @@ def render_markdown(
         lines += ["", "## Entity F1 per type (%)", ""]
         rows = [
             [f"`{t}`", str(support[t])]
-            + [
-                _fmt(typed[n][t]["f1"], "pct") if t in typed[n] else "–"
-                for n in typed
-            ]
+            + [_fmt(typed[n][t]["f1"], "pct") if t in typed[n] else "–" for n in typed]
             for t in sorted(types, key=lambda t: (-support[t], t))
         ]
         lines += _table(["entity type", "gold spans"] + list(typed), rows)
