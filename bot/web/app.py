@@ -17,6 +17,7 @@ from bot.settings import Settings
 
 #: "module:function" returning a Blueprint, given the settings.
 BLUEPRINT_FACTORIES: tuple[str, ...] = (
+    "bot.webchat.routes:webchat_blueprint",
     "bot.console.routes:console_blueprint",
 )
 

@@ -1,0 +1,1 @@
+"""The embeddable web chat widget: its assets, demo page and history endpoint (`routes`)."""
