@@ -20,7 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bot.runner",
     "bot.bench.cli",
     "bot.handoff.cli",
-    "bot.channels.telegram_poller",
+    "bot.channels.telegram_cli",
 )
 
 

@@ -1,4 +1,5 @@
-"""`fusiondesk telegram`: poll Telegram for updates and forward them to the running Rasa server.
+"""Poll Telegram for updates and forward them to the running Rasa server
+(`fusiondesk telegram --polling`, wired in `bot.channels.telegram_cli`).
 
 For a bot without a public HTTPS URL (a laptop, a closed network). With `mode: polling` in the
 Telegram block of `credentials.yml`, the Rasa server does not register a webhook; this command
@@ -17,12 +18,9 @@ by update id.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,7 +38,6 @@ from bot.channels.telegram_core import (
     protect_secrets_in_logs,
     redact,
 )
-from bot.settings import PROJECT_ROOT, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -255,51 +252,3 @@ async def check(config: TelegramConfig) -> str:
             f"note: the webhook is set when the Rasa server starts (to {config.webhook_url})"
         )
     return "\n".join(lines)
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    telegram = subparsers.add_parser(
-        "telegram",
-        help="Telegram channel: forward updates by polling, or check the bot's connection",
-        description="Telegram channel tools (see README, Telegram).",
-    )
-    action = telegram.add_mutually_exclusive_group(required=True)
-    action.add_argument(
-        "--polling",
-        action="store_true",
-        help="long-poll Telegram and forward updates to the running Rasa server (no public URL "
-        "needed; needs `mode: polling` in credentials.yml)",
-    )
-    action.add_argument(
-        "--check", action="store_true", help="show the bot's name and its webhook status"
-    )
-    telegram.add_argument(
-        "--credentials",
-        type=Path,
-        default=PROJECT_ROOT / "credentials.yml",
-        help="credentials file with the Telegram block (default: the project's)",
-    )
-    telegram.add_argument(
-        "--rasa-url",
-        default=None,
-        help="Rasa server to forward to (default: FUSIONDESK_RASA_URL, else from "
-        "FUSIONDESK_HOST and FUSIONDESK_RASA_PORT)",
-    )
-    telegram.set_defaults(func=_cmd_telegram)
-
-
-def _cmd_telegram(args: argparse.Namespace) -> int:
-    config = TelegramConfig.from_file(args.credentials)
-    if args.check:
-        print(asyncio.run(check(config)))
-        return 0
-    if config.mode != "polling":
-        raise TelegramConfigError(
-            f"{args.credentials} sets the Telegram channel to webhook mode; set `mode: polling` "
-            "there (and restart the bot) to use --polling"
-        )
-    rasa_url = (
-        args.rasa_url or os.environ.get("FUSIONDESK_RASA_URL") or Settings.from_env().rasa_url
-    )
-    asyncio.run(TelegramPoller(config, rasa_url).run())
-    return 0

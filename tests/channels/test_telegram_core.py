@@ -306,3 +306,9 @@ def test_registered_secrets_are_redacted_from_records_and_tracebacks(
     assert "start-up failed" in caplog.text and "rejected by the server" in caplog.text
     assert TOKEN not in caplog.text
     assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+
+
+def test_the_cli_knows_the_credentials_key() -> None:
+    from bot.channels import telegram_cli
+
+    assert telegram_cli._CREDENTIALS_KEY == CREDENTIALS_KEY

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from sanic import Sanic
 
+from bot.channels.telegram_cli import polling_requested
 from bot.channels.telegram_core import CREDENTIALS_KEY, TelegramConfig, TelegramConfigError
 from bot.channels.telegram_poller import TelegramPoller
 from bot.cli import main
@@ -174,3 +175,13 @@ def test_cli_without_the_telegram_block_says_how_to_enable_it(
     credentials.write_text("rest:\n", encoding="utf-8")
     assert main(["telegram", "--polling", "--credentials", str(credentials)]) == 2
     assert "uncomment the Telegram block" in capsys.readouterr().err
+
+
+def test_polling_requested_only_for_an_enabled_block_in_polling_mode(
+    stub: BotApiStub, tmp_path: Path
+) -> None:
+    assert polling_requested(_credentials_file(tmp_path / "a.yml", stub, "polling"))
+    assert not polling_requested(_credentials_file(tmp_path / "b.yml", stub, "webhook"))
+    root = Path(__file__).resolve().parents[2]
+    assert not polling_requested(root / "credentials.yml")  # commented out by default
+    assert not polling_requested(tmp_path / "missing.yml")
