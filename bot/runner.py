@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from bot.channels.telegram_cli import polling_requested
 from bot.errors import CorruptModelError, FusionDeskError, MissingModelPackageError, PortInUseError
 from bot.settings import PROJECT_ROOT, Settings
 
@@ -214,6 +215,10 @@ def serve(settings: Settings, model: Path) -> int:
              "--cors", "*"],
             env,
         )  # fmt: skip
+        if polling_requested(PROJECT_ROOT / "credentials.yml"):
+            group.start(
+                "telegram poller", [sys.executable, "-m", "bot.cli", "telegram", "--polling"], env
+            )
         group.start(
             "web server",
             [sys.executable, "-m", "bot.web", "--host", settings.host,

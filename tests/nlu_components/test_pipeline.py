@@ -1,0 +1,80 @@
+"""The fused pipeline inside real `rasa train` and a loaded Rasa model."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from nlu_components.encoder import resolve_model_path
+from nlu_components.errors import ModelNotFoundError
+from nlu_components.spacy_parser import load_parsing_pipeline
+from tests.support import rasa_train, tiny_project
+
+BAD_INPUTS = [
+    "",
+    "   ",
+    "card " * 4000,  # 20,000 characters
+    "🙂🙂🙂",
+    "¿Dónde está mi tarjeta nueva?",
+    "\x00\x01\x02\ufffd\ufffd binary \x7f",
+]
+
+
+@pytest.fixture(scope="module")
+def fused_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = tiny_project(tmp_path_factory.mktemp("fused-bot"), examples_per_intent=20)
+    return rasa_train(project)
+
+
+def _parse_all(model: Path, texts: list[str]) -> list[dict]:
+    from rasa.core.agent import Agent
+
+    agent = Agent.load(str(model))
+
+    async def run() -> list[dict]:
+        return [await agent.parse_message(text) for text in texts]
+
+    return asyncio.run(run())
+
+
+@pytest.mark.slow
+def test_train_parse_explain_and_reload(fused_model: Path) -> None:
+    texts = ["I lost my card and someone may be using it", "hello there", "what is today's exchange rate?"]
+    first = _parse_all(fused_model, texts)
+    assert first[0]["intent"]["name"] == "lost_or_stolen_card"
+    assert first[1]["intent"]["name"] == "greet"
+    for parsed in first:
+        ranking = parsed["intent_ranking"]
+        assert ranking and ranking[0]["confidence"] >= ranking[-1]["confidence"]
+        assert 0.0 <= parsed["intent"]["confidence"] <= 1.0
+        explanation = parsed["explanation"]
+        assert 0.0 <= explanation["syntax_weight"] <= 1.0
+        assert explanation["syntax_cues"] and "cue" in explanation["syntax_cues"][0]
+        assert explanation["attended_tokens"]
+        assert explanation["temperature"] > 0
+    # a second load of the persisted model gives the same predictions
+    second = _parse_all(fused_model, texts)
+    for a, b in zip(first, second):
+        assert a["intent"]["name"] == b["intent"]["name"]
+        assert a["intent"]["confidence"] == pytest.approx(b["intent"]["confidence"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_bad_input_gets_a_prediction_never_a_crash(fused_model: Path) -> None:
+    parsed = _parse_all(fused_model, BAD_INPUTS)
+    assert len(parsed) == len(BAD_INPUTS)
+    for result in parsed:
+        assert result["intent"]["name"]
+        assert 0.0 <= result["intent"]["confidence"] <= 1.0
+    # empty and whitespace-only messages are not guessed at
+    assert parsed[0]["intent"]["confidence"] == 0.0
+    assert parsed[0]["intent"]["name"] in {"out_of_scope", "nlu_fallback"}
+
+
+def test_missing_model_directory_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="model_path"):
+        resolve_model_path(tmp_path / "no-such-model")
+    with pytest.raises(ModelNotFoundError, match="install"):
+        load_parsing_pipeline("en_core_web_missing_pipeline")
