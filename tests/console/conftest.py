@@ -26,7 +26,9 @@ class WebServer:
 
     def login(self, name: str, password: str = PASSWORD) -> Operator:
         session = requests.Session()
-        response = session.post(f"{self.url}/console/api/login", json={"name": name, "password": password}, timeout=10)
+        response = session.post(
+            f"{self.url}/console/api/login", json={"name": name, "password": password}, timeout=10
+        )
         response.raise_for_status()
         body = response.json()
         return Operator(self, session, body["csrf_token"], body["operator"]["id"])
@@ -42,9 +44,13 @@ class Operator:
     def get(self, path: str) -> requests.Response:
         return self.http.get(f"{self.server.url}/console/api{path}", timeout=10)
 
-    def post(self, path: str, body: dict | None = None, csrf: str | None = "default") -> requests.Response:
+    def post(
+        self, path: str, body: dict | None = None, csrf: str | None = "default"
+    ) -> requests.Response:
         headers = {} if csrf is None else {"X-CSRF-Token": self.csrf if csrf == "default" else csrf}
-        return self.http.post(f"{self.server.url}/console/api{path}", json=body or {}, headers=headers, timeout=30)
+        return self.http.post(
+            f"{self.server.url}/console/api{path}", json=body or {}, headers=headers, timeout=30
+        )
 
 
 def add_operators(repo: HandoffRepository, *names: str) -> None:

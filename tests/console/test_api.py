@@ -18,7 +18,9 @@ from tests.console.conftest import WebServer
 
 
 def new_ticket(web: WebServer, sender: str | None = None) -> int:
-    ticket, _ = web.repo.open_ticket(sender or f"cust-{uuid.uuid4().hex[:8]}", "request_human", "socketio")
+    ticket, _ = web.repo.open_ticket(
+        sender or f"cust-{uuid.uuid4().hex[:8]}", "request_human", "socketio"
+    )
     return ticket.id
 
 
@@ -26,10 +28,18 @@ def test_page_is_served_with_a_strict_policy(web: WebServer) -> None:
     page = requests.get(f"{web.url}/console/", timeout=10)
     assert page.status_code == 200 and "operator console" in page.text
     csp = page.headers["Content-Security-Policy"]
-    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert (
+        "script-src 'self'" in csp
+        and "frame-ancestors 'none'" in csp
+        and "unsafe-inline" not in csp
+    )
     assert page.headers["X-Content-Type-Options"] == "nosniff"
     script = requests.get(f"{web.url}/console/static/app.js", timeout=10)
-    assert script.status_code == 200 and "textContent" in script.text and "innerHTML" not in script.text
+    assert (
+        script.status_code == 200
+        and "textContent" in script.text
+        and "innerHTML" not in script.text
+    )
     assert requests.get(f"{web.url}/console/static/../routes.py", timeout=10).status_code == 404
 
 
@@ -51,23 +61,37 @@ def test_no_session_is_401(web: WebServer, method: str, path: str) -> None:
     assert response.status_code == 401
     assert response.json()["error"] == "unauthenticated"
     forged = requests.request(
-        method, f"{web.url}/console/api{path}", json={}, cookies={"fd_console": "forged-token"}, timeout=10
+        method,
+        f"{web.url}/console/api{path}",
+        json={},
+        cookies={"fd_console": "forged-token"},
+        timeout=10,
     )
     assert forged.status_code == 401
 
 
 def test_sign_in(web: WebServer) -> None:
-    wrong = requests.post(f"{web.url}/console/api/login", json={"name": "alice", "password": "nope nope nope"}, timeout=10)
+    wrong = requests.post(
+        f"{web.url}/console/api/login",
+        json={"name": "alice", "password": "nope nope nope"},
+        timeout=10,
+    )
     assert wrong.status_code == 401 and wrong.json()["message"] == "Wrong name or password."
-    unknown = requests.post(f"{web.url}/console/api/login", json={"name": "mallory", "password": "x" * 12}, timeout=10)
+    unknown = requests.post(
+        f"{web.url}/console/api/login", json={"name": "mallory", "password": "x" * 12}, timeout=10
+    )
     assert unknown.status_code == 401 and unknown.json() == wrong.json()
-    form = requests.post(f"{web.url}/console/api/login", data={"name": "alice", "password": "x"}, timeout=10)
+    form = requests.post(
+        f"{web.url}/console/api/login", data={"name": "alice", "password": "x"}, timeout=10
+    )
     assert form.status_code == 400  # a cross-site HTML form cannot post JSON
     alice = web.login("alice")
     cookie = alice.http.cookies.get("fd_console")
     assert cookie and len(cookie) >= 40
     raw = requests.post(
-        f"{web.url}/console/api/login", json={"name": "alice", "password": "a long test password"}, timeout=10
+        f"{web.url}/console/api/login",
+        json={"name": "alice", "password": "a long test password"},
+        timeout=10,
     ).headers["Set-Cookie"]
     assert "HttpOnly" in raw and "SameSite=Strict" in raw and "Path=/console" in raw
     me = alice.get("/me").json()
@@ -79,7 +103,11 @@ def test_sign_in(web: WebServer) -> None:
 
 def test_repeated_failures_are_throttled(web: WebServer) -> None:
     statuses = [
-        requests.post(f"{web.url}/console/api/login", json={"name": "carol", "password": f"wrong {n}"}, timeout=10).status_code
+        requests.post(
+            f"{web.url}/console/api/login",
+            json={"name": "carol", "password": f"wrong {n}"},
+            timeout=10,
+        ).status_code
         for n in range(6)
     ]
     assert statuses[:5] == [401] * 5 and statuses[5] == 429
@@ -110,7 +138,12 @@ def test_claim_ownership_and_closed_tickets(web: WebServer) -> None:
     assert lost.status_code == 409 and "alice" in lost.json()["message"]
     # another operator's ticket: 403 for reading and for every action
     assert bob.get(f"/tickets/{ticket_id}").status_code == 403
-    assert bob.post(f"/tickets/{ticket_id}/messages", {"text": "hi", "client_msg_id": uuid.uuid4().hex}).status_code == 403
+    assert (
+        bob.post(
+            f"/tickets/{ticket_id}/messages", {"text": "hi", "client_msg_id": uuid.uuid4().hex}
+        ).status_code
+        == 403
+    )
     assert bob.post(f"/tickets/{ticket_id}/handback").status_code == 403
     assert bob.post(f"/tickets/{ticket_id}/resolve", {"note": "x"}).status_code == 403
     listing = {t["id"]: t for t in bob.get("/tickets").json()["tickets"]}
@@ -121,9 +154,14 @@ def test_claim_ownership_and_closed_tickets(web: WebServer) -> None:
     assert alice.post(f"/tickets/{ticket_id}/resolve", {"note": ""}).status_code == 400
     assert alice.get("/tickets/999999").status_code == 404
     # resolve with a note, then replying is a clear 409
-    resolved = alice.post(f"/tickets/{ticket_id}/resolve", {"note": "Card blocked, new one ordered."})
+    resolved = alice.post(
+        f"/tickets/{ticket_id}/resolve", {"note": "Card blocked, new one ordered."}
+    )
     assert resolved.status_code == 200 and resolved.json()["ticket"]["state"] == "resolved"
-    late = alice.post(f"/tickets/{ticket_id}/messages", {"text": "one more thing", "client_msg_id": uuid.uuid4().hex})
+    late = alice.post(
+        f"/tickets/{ticket_id}/messages",
+        {"text": "one more thing", "client_msg_id": uuid.uuid4().hex},
+    )
     assert late.status_code == 409
     assert late.json() == {
         "error": "ticket_closed",
@@ -138,7 +176,10 @@ def test_reply_is_masked_kept_as_text_and_not_replayed(web: WebServer) -> None:
     ticket_id = new_ticket(web)
     alice.post(f"/tickets/{ticket_id}/claim")
     client_id = uuid.uuid4().hex
-    body = {"text": "Your card 4111 1111 1111 1111 <img src=x onerror=alert(1)>", "client_msg_id": client_id}
+    body = {
+        "text": "Your card 4111 1111 1111 1111 <img src=x onerror=alert(1)>",
+        "client_msg_id": client_id,
+    }
     sent = alice.post(f"/tickets/{ticket_id}/messages", body)
     assert sent.status_code == 201
     message = sent.json()["message"]
@@ -156,7 +197,9 @@ def test_logout_and_expiry_end_the_session(web: WebServer) -> None:
     assert alice.post("/logout").status_code == 200
     assert alice.get("/me").status_code == 401
     replayed = requests.get(
-        f"{web.url}/console/api/me", cookies={"fd_console": alice.http.cookies.get("fd_console") or "x"}, timeout=10
+        f"{web.url}/console/api/me",
+        cookies={"fd_console": alice.http.cookies.get("fd_console") or "x"},
+        timeout=10,
     )
     assert replayed.status_code == 401
     bob = web.login("bob")
@@ -175,6 +218,12 @@ def test_live_events_need_a_session_and_push_changes(web: WebServer) -> None:
                 await asyncio.wait_for(anonymous.recv(), 5)
             assert closed.value.code == 4401
         cookie = f"fd_console={alice.http.cookies.get('fd_console')}"
+        async with websockets.connect(
+            ws_url, extra_headers={"Cookie": cookie}, origin="https://evil.example"
+        ) as foreign:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(foreign.recv(), 5)
+            assert closed.value.code == 4401  # cross-site websocket hijacking refused
         async with websockets.connect(ws_url, extra_headers={"Cookie": cookie}) as live:
             hello = json.loads(await asyncio.wait_for(live.recv(), 5))
             assert hello == {"type": "hello", "operator": "alice"}
@@ -182,7 +231,9 @@ def test_live_events_need_a_session_and_push_changes(web: WebServer) -> None:
             seen = [json.loads(await asyncio.wait_for(live.recv(), 5))]
             await asyncio.to_thread(alice.post, f"/tickets/{ticket_id}/claim")
             await asyncio.to_thread(
-                alice.post, f"/tickets/{ticket_id}/messages", {"text": "hello", "client_msg_id": uuid.uuid4().hex}
+                alice.post,
+                f"/tickets/{ticket_id}/messages",
+                {"text": "hello", "client_msg_id": uuid.uuid4().hex},
             )
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and not any(e.get("type") == "message" for e in seen):

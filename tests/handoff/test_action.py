@@ -42,11 +42,24 @@ def tracker(
     slots: dict[str, Any] | None = None,
     events: list[dict[str, Any]] | None = None,
 ) -> Tracker:
-    latest = {"text": "a person please", "intent": {"name": intent, "confidence": 0.9}, "entities": []}
-    events = events if events is not None else [
-        {"event": "action", "name": "action_listen"},
-        {"event": "user", "text": "a person please", "parse_data": latest, "input_channel": "socketio"},
-    ]
+    latest = {
+        "text": "a person please",
+        "intent": {"name": intent, "confidence": 0.9},
+        "entities": [],
+    }
+    events = (
+        events
+        if events is not None
+        else [
+            {"event": "action", "name": "action_listen"},
+            {
+                "event": "user",
+                "text": "a person please",
+                "parse_data": latest,
+                "input_channel": "socketio",
+            },
+        ]
+    )
     return Tracker(sender, slots or {}, latest, events, False, None, {}, "action_listen")
 
 
@@ -60,7 +73,9 @@ def test_request_human_opens_a_ticket_and_pauses(env: Path) -> None:
     events, messages = run(ActionHandoff(), tracker())
     (ticket,) = repo(env).list_tickets()
     assert ticket.sender_id == "cust-1" and ticket.state is TicketState.WAITING
-    assert ticket.reason == "request_human" and ticket.channel == "socketio" and not ticket.after_hours
+    assert (
+        ticket.reason == "request_human" and ticket.channel == "socketio" and not ticket.after_hours
+    )
     assert events[-1] == {"event": "pause", "timestamp": None}
     assert {"event": "slot", "timestamp": None, "name": "handoff_active", "value": True} in events
     (message,) = messages
@@ -126,11 +141,22 @@ def test_fallback_twice_hands_off(env: Path) -> None:
     assert once == []
     twice = fallback_handoff_events(tracker(events=fallback_events("nlu_fallback", "out_of_scope")))
     assert {"event": "followup", "timestamp": None, "name": "action_handoff"} in twice
-    assert {"event": "slot", "timestamp": None, "name": "handoff_reason", "value": "nlu_fallback_twice"} in twice
+    assert {
+        "event": "slot",
+        "timestamp": None,
+        "name": "handoff_reason",
+        "value": "nlu_fallback_twice",
+    } in twice
     (env / "fusiondesk.yml").write_text("handoff:\n  fallbacks_in_a_row: 3\n", encoding="utf-8")
-    assert fallback_handoff_events(tracker(events=fallback_events("nlu_fallback", "out_of_scope"))) == []
+    assert (
+        fallback_handoff_events(tracker(events=fallback_events("nlu_fallback", "out_of_scope")))
+        == []
+    )
     # the follow-up then opens a ticket with that reason
-    run(ActionHandoff(), tracker(intent="out_of_scope", slots={"handoff_reason": "nlu_fallback_twice"}))
+    run(
+        ActionHandoff(),
+        tracker(intent="out_of_scope", slots={"handoff_reason": "nlu_fallback_twice"}),
+    )
     assert repo(env).list_tickets()[0].reason == "nlu_fallback_twice"
 
 
@@ -140,7 +166,12 @@ def test_second_abandoned_form_hands_off(env: Path) -> None:
     second, _ = run(ActionFormAbandoned(), tracker(slots={"forms_abandoned": 1.0}))
     assert second[0]["value"] == 2.0
     assert {"event": "followup", "timestamp": None, "name": "action_handoff"} in second
-    assert {"event": "slot", "timestamp": None, "name": "handoff_reason", "value": "form_abandoned"} in second
+    assert {
+        "event": "slot",
+        "timestamp": None,
+        "name": "handoff_reason",
+        "value": "form_abandoned",
+    } in second
 
 
 @pytest.mark.slow
@@ -157,8 +188,14 @@ def test_through_the_real_action_server(tmp_path: Path) -> None:
             "tracker": {
                 "sender_id": "http-customer",
                 "slots": {},
-                "latest_message": {"text": "human", "intent": {"name": "request_human"}, "entities": []},
-                "events": [{"event": "user", "text": "human", "input_channel": "rest", "parse_data": {}}],
+                "latest_message": {
+                    "text": "human",
+                    "intent": {"name": "request_human"},
+                    "entities": [],
+                },
+                "events": [
+                    {"event": "user", "text": "human", "input_channel": "rest", "parse_data": {}}
+                ],
                 "paused": False,
                 "latest_input_channel": "rest",
                 "active_loop": {},
@@ -167,7 +204,9 @@ def test_through_the_real_action_server(tmp_path: Path) -> None:
             "domain": {},
             "version": "3.6.2",
         }
-        request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
         for _ in range(2):  # the second call finds the open ticket
             with urllib.request.urlopen(request, timeout=30) as response:
                 result = json.load(response)

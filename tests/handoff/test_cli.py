@@ -27,7 +27,9 @@ def fusiondesk(db_url: str, *args: str, stdin: str = "") -> subprocess.Completed
 
 def test_add_list_remove(tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path / 'fusiondesk.db'}"
-    added = fusiondesk(db_url, "operator", "add", "alice", "--password-stdin", stdin="correct horse battery\n")
+    added = fusiondesk(
+        db_url, "operator", "add", "alice", "--password-stdin", stdin="correct horse battery\n"
+    )
     assert added.returncode == 0, added.stderr
     assert "alice" in added.stdout
     operator, password_hash = HandoffRepository(get_engine(db_url)).credentials("alice")
@@ -35,7 +37,9 @@ def test_add_list_remove(tmp_path: Path) -> None:
     assert PasswordHasher().verify(password_hash, "correct horse battery")
     assert "correct horse" not in added.stdout + added.stderr
 
-    again = fusiondesk(db_url, "operator", "add", "alice", "--password-stdin", stdin="another password\n")
+    again = fusiondesk(
+        db_url, "operator", "add", "alice", "--password-stdin", stdin="another password\n"
+    )
     assert again.returncode == 2 and "already exists" in again.stderr
 
     listed = fusiondesk(db_url, "operator", "list")
@@ -51,6 +55,8 @@ def test_bad_input_is_refused_with_a_reason(tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path / 'fusiondesk.db'}"
     short = fusiondesk(db_url, "operator", "add", "bob", "--password-stdin", stdin="short\n")
     assert short.returncode == 2 and "at least 10 characters" in short.stderr
-    bad_name = fusiondesk(db_url, "operator", "add", "<script>", "--password-stdin", stdin="long enough pw\n")
+    bad_name = fusiondesk(
+        db_url, "operator", "add", "<script>", "--password-stdin", stdin="long enough pw\n"
+    )
     assert bad_name.returncode == 2 and "not a valid name" in bad_name.stderr
     assert HandoffRepository(get_engine(db_url)).list_operators() == []

@@ -56,7 +56,9 @@ def test_reads_the_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         ("opening_hours: always", "mapping"),
     ],
 )
-def test_invalid_values_are_errors_naming_the_file(tmp_path: Path, section: str, message: str) -> None:
+def test_invalid_values_are_errors_naming_the_file(
+    tmp_path: Path, section: str, message: str
+) -> None:
     path = tmp_path / "fusiondesk.yml"
     path.write_text(f"handoff:\n  {section}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=message) as info:

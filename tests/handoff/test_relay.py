@@ -28,7 +28,9 @@ from bot.handoff.repository import HandoffRepository  # noqa: E402
 
 def user(text: str, intent: str, ts: float, **extra: object) -> UserUttered:
     parse = {"intent": {"name": intent, "confidence": 0.87}, "entities": [], "text": text, **extra}
-    return UserUttered(text, intent=parse["intent"], parse_data=parse, timestamp=ts, input_channel="socketio")
+    return UserUttered(
+        text, intent=parse["intent"], parse_data=parse, timestamp=ts, input_channel="socketio"
+    )
 
 
 class Rasa:
@@ -86,12 +88,20 @@ def test_backfill_then_follow_without_duplicates(setup: tuple[HandoffRepository,
             "lost_or_stolen_card",
             1001.0,
             explanation={"gate": 0.3, "syntax_cues": ["neg:not"]},
-            entities=[{"entity": "card_number", "value": "4111 1111 1111 1111", "start": 8, "end": 27}],
+            entities=[
+                {"entity": "card_number", "value": "4111 1111 1111 1111", "start": 8, "end": 27}
+            ],
         ),
         SlotSet("card_number", "4111 1111 1111 1111", timestamp=1001.1),
-        BotUttered("reply from alice", metadata={"from_human": True, "agent_name": "alice"}, timestamp=1002.0),
+        BotUttered(
+            "reply from alice",
+            metadata={"from_human": True, "agent_name": "alice"},
+            timestamp=1002.0,
+        ),
     )
-    (new_id,) = EventRelay(repo).run_once()  # a fresh relay (web server restarted) resumes from the stored cursor
+    (new_id,) = EventRelay(
+        repo
+    ).run_once()  # a fresh relay (web server restarted) resumes from the stored cursor
     (message,) = repo.messages_by_id([new_id])
     assert message.author == "customer"
     assert message.text == "my card **** **** **** 1111 was <b>stolen</b>"
@@ -119,7 +129,11 @@ def test_new_rasa_session_is_paused_again(setup: tuple[HandoffRepository, Rasa])
     relay.run_once()
     assert repo.pending_outbox() == []
     # the customer returns after the session expired: Rasa starts a new session (un-paused)
-    rasa.log(SessionStarted(timestamp=5000.0), ActionExecuted("action_listen", timestamp=5000.0), user("anyone?", "greet", 5001.0))
+    rasa.log(
+        SessionStarted(timestamp=5000.0),
+        ActionExecuted("action_listen", timestamp=5000.0),
+        user("anyone?", "greet", 5001.0),
+    )
     relay.run_once()
     (item,) = repo.pending_outbox()
     assert item.events == [{"event": "pause"}] and item.sender_id == "cust-1"

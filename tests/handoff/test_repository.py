@@ -46,7 +46,13 @@ def test_tables_are_created_idempotently_in_wal_mode(db_url: str) -> None:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar()) >= 5000
         tables = set(sa.inspect(connection).get_table_names())
-    assert {"handoff_tickets", "handoff_messages", "handoff_operators", "handoff_console_sessions", "handoff_outbox"} <= tables
+    assert {
+        "handoff_tickets",
+        "handoff_messages",
+        "handoff_operators",
+        "handoff_console_sessions",
+        "handoff_outbox",
+    } <= tables
 
 
 def test_open_is_idempotent_per_conversation(repo: HandoffRepository) -> None:
@@ -78,6 +84,22 @@ def test_concurrent_opens_create_one_ticket(db_url: str) -> None:
     assert sum(created for _, created in results) == 1
 
 
+def _claim_in_thread(
+    db_url: str,
+    ticket_id: int,
+    operator_id: int,
+    barrier: threading.Barrier,
+    outcomes: dict[int, str],
+) -> None:
+    own = HandoffRepository(create_db_engine(db_url))  # own engine and pool, like another process
+    barrier.wait()
+    try:
+        own.claim(ticket_id, operator_id)
+        outcomes[operator_id] = "won"
+    except AlreadyClaimedError:
+        outcomes[operator_id] = "lost"
+
+
 def test_two_claims_at_once_exactly_one_wins_threads(db_url: str) -> None:
     repo = HandoffRepository(create_db_engine(db_url))
     alice, bob = operators(repo, "alice", "bob")
@@ -85,17 +107,12 @@ def test_two_claims_at_once_exactly_one_wins_threads(db_url: str) -> None:
         ticket, _ = repo.open_ticket(f"customer-{round_}", "request_human", "rest")
         barrier = threading.Barrier(2)
         outcomes: dict[int, str] = {}
-
-        def claim(operator_id: int, ticket_id: int = ticket.id, barrier: threading.Barrier = barrier) -> None:
-            own = HandoffRepository(create_db_engine(db_url))
-            barrier.wait()
-            try:
-                own.claim(ticket_id, operator_id)
-                outcomes[operator_id] = "won"
-            except AlreadyClaimedError:
-                outcomes[operator_id] = "lost"
-
-        threads = [threading.Thread(target=claim, args=(op,)) for op in (alice, bob)]
+        threads = [
+            threading.Thread(
+                target=_claim_in_thread, args=(db_url, ticket.id, op, barrier, outcomes)
+            )
+            for op in (alice, bob)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -133,7 +150,9 @@ def test_two_claims_at_once_exactly_one_wins_processes(db_url: str) -> None:
         assert process.exitcode == 0
     outcomes = dict(results.get(timeout=5) for _ in processes)
     assert sorted(outcomes.values()) == ["lost", "won"]
-    assert repo.get_ticket(ticket.id).agent_id == next(op for op, o in outcomes.items() if o == "won")
+    assert repo.get_ticket(ticket.id).agent_id == next(
+        op for op, o in outcomes.items() if o == "won"
+    )
 
 
 def test_claim_errors(repo: HandoffRepository) -> None:
@@ -173,7 +192,9 @@ def test_reply_is_masked_stored_and_queued(repo: HandoffRepository) -> None:
     (alice,) = operators(repo, "alice")
     ticket, _ = repo.open_ticket("c", "request_human", "rest")
     repo.claim(ticket.id, alice)
-    message = repo.add_agent_message(ticket.id, alice, "Card 4111 1111 1111 1111 <b>ok</b>", "client-0001", agent_reply_events)
+    message = repo.add_agent_message(
+        ticket.id, alice, "Card 4111 1111 1111 1111 <b>ok</b>", "client-0001", agent_reply_events
+    )
     assert message.text == "Card **** **** **** 1111 <b>ok</b>"
     assert message.delivery == "pending" and message.agent_name == "alice"
     with pytest.raises(DuplicateMessageError):
@@ -181,7 +202,11 @@ def test_reply_is_masked_stored_and_queued(repo: HandoffRepository) -> None:
     (item,) = repo.pending_outbox()
     assert item.sender_id == "c" and item.message_id == message.id
     assert item.events == [
-        {"event": "bot", "text": "Card **** **** **** 1111 <b>ok</b>", "metadata": {"from_human": True, "agent_name": "alice"}}
+        {
+            "event": "bot",
+            "text": "Card **** **** **** 1111 <b>ok</b>",
+            "metadata": {"from_human": True, "agent_name": "alice"},
+        }
     ]
     assert repo.mark_delivered(item.id) == message.id
     assert repo.pending_outbox() == []
@@ -200,12 +225,18 @@ def test_failed_delivery_stays_pending(repo: HandoffRepository) -> None:
 
 
 @pytest.mark.parametrize("event", [TicketEvent.HAND_BACK, TicketEvent.RESOLVE])
-def test_closing_queues_the_resume_and_refuses_later_replies(repo: HandoffRepository, event: TicketEvent) -> None:
+def test_closing_queues_the_resume_and_refuses_later_replies(
+    repo: HandoffRepository, event: TicketEvent
+) -> None:
     (alice,) = operators(repo, "alice")
     ticket, _ = repo.open_ticket("c", "request_human", "rest")
     repo.claim(ticket.id, alice)
-    closed = repo.close(ticket.id, alice, event, hand_back_events("bye"), "bye", note="refund 4111111111111111")
-    assert closed.state is (TicketState.HANDED_BACK if event is TicketEvent.HAND_BACK else TicketState.RESOLVED)
+    closed = repo.close(
+        ticket.id, alice, event, hand_back_events("bye"), "bye", note="refund 4111111111111111"
+    )
+    assert closed.state is (
+        TicketState.HANDED_BACK if event is TicketEvent.HAND_BACK else TicketState.RESOLVED
+    )
     assert closed.closed_at is not None
     assert closed.resolution_note == "refund ************1111"
     (item,) = repo.pending_outbox()

@@ -7,7 +7,14 @@ import itertools
 import pytest
 
 from bot.handoff.errors import IllegalTransitionError
-from bot.handoff.states import OPEN_STATES, TRANSITIONS, TicketEvent, TicketState, source_of, transition
+from bot.handoff.states import (
+    OPEN_STATES,
+    TRANSITIONS,
+    TicketEvent,
+    TicketState,
+    source_of,
+    transition,
+)
 
 LEGAL = {
     (TicketState.BOT, TicketEvent.OPEN): TicketState.WAITING,

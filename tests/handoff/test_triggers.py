@@ -17,7 +17,11 @@ from bot.handoff.triggers import (
 
 
 def user(intent: str) -> dict:
-    return {"event": "user", "text": "…", "parse_data": {"intent": {"name": intent, "confidence": 0.4}}}
+    return {
+        "event": "user",
+        "text": "…",
+        "parse_data": {"intent": {"name": intent, "confidence": 0.4}},
+    }
 
 
 BOT = {"event": "bot", "text": "Could you rephrase?"}
@@ -27,13 +31,27 @@ ACTION = {"event": "action", "name": "action_out_of_scope"}
 def test_counts_fallbacks_in_a_row_from_the_newest() -> None:
     assert consecutive_fallbacks([]) == 0
     assert consecutive_fallbacks([user("greet"), BOT, user("nlu_fallback")]) == 1
-    assert consecutive_fallbacks([user("nlu_fallback"), ACTION, BOT, user("out_of_scope"), ACTION]) == 2
-    assert consecutive_fallbacks([user("nlu_fallback"), user("card_arrival"), user("nlu_fallback")]) == 1
+    assert (
+        consecutive_fallbacks([user("nlu_fallback"), ACTION, BOT, user("out_of_scope"), ACTION])
+        == 2
+    )
+    assert (
+        consecutive_fallbacks([user("nlu_fallback"), user("card_arrival"), user("nlu_fallback")])
+        == 1
+    )
 
 
 def test_streak_stops_at_session_start_and_at_a_resume() -> None:
-    assert consecutive_fallbacks([user("nlu_fallback"), {"event": "session_started"}, user("nlu_fallback")]) == 1
-    assert consecutive_fallbacks([user("nlu_fallback"), {"event": "resume"}, user("nlu_fallback")]) == 1
+    assert (
+        consecutive_fallbacks(
+            [user("nlu_fallback"), {"event": "session_started"}, user("nlu_fallback")]
+        )
+        == 1
+    )
+    assert (
+        consecutive_fallbacks([user("nlu_fallback"), {"event": "resume"}, user("nlu_fallback")])
+        == 1
+    )
 
 
 def test_fallback_due_respects_config() -> None:
@@ -53,7 +71,9 @@ def test_form_abandon_due() -> None:
 
 
 def test_trigger_enabled() -> None:
-    off = HandoffConfig(request_human=False, fallbacks_in_a_row=0, kb_no_answer=False, forms_abandoned=0)
+    off = HandoffConfig(
+        request_human=False, fallbacks_in_a_row=0, kb_no_answer=False, forms_abandoned=0
+    )
     for reason in HandoffReason:
         assert trigger_enabled(reason, HandoffConfig())
         assert not trigger_enabled(reason, off)
