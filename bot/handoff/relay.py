@@ -84,6 +84,12 @@ class EventRelay:
     _last_max_id: int | None = None
     _last_tickets: tuple[tuple[int, int | None], ...] = ()
     _has_events_table: bool = False
+    #: Events ids re-read behind the cursor (0 for SQLite, see `_copy_ticket`).
+    lookback: int = -1
+
+    def __post_init__(self) -> None:
+        if self.lookback < 0:
+            self.lookback = 0 if self.repository.engine.dialect.name == "sqlite" else 100
 
     def _events_table_exists(self, session: Session) -> bool:
         if not self._has_events_table:
@@ -130,10 +136,13 @@ class EventRelay:
             ]
             floor = min(newest) - 1 if newest else floor
         else:
-            floor = ticket.relay_cursor
+            # PostgreSQL may commit a lower id after a higher one is visible: look back a little
+            # (copies are deduplicated); SQLite serialises writers, so no gap can appear.
+            floor = max(ticket.relay_cursor - self.lookback, 0)
         if floor >= max_id:
-            if ticket.relay_cursor is None:
-                self._set_cursor(session, ticket.id, max(floor, 0))
+            if ticket.relay_cursor is not None:
+                return [], ticket.relay_cursor
+            self._set_cursor(session, ticket.id, max(floor, 0))
             return [], max(floor, 0)
         rows = session.execute(
             sa.select(EVENTS.c.id, EVENTS.c.type_name, EVENTS.c.timestamp, EVENTS.c.data)
@@ -199,16 +208,7 @@ class EventRelay:
         ticket is open, and note it in the transcript."""
         if ticket.relay_cursor is None:
             return None  # backfill: the session start predates this ticket
-        session.add(
-            OutboxItem(
-                ticket_id=ticket.id,
-                sender_id=ticket.sender_id,
-                events=json.dumps([{"event": "pause"}]),
-                created_at=timestamp,
-                attempts=0,
-            )
-        )
-        return self.repository.add_relayed_message(
+        message_id = self.repository.add_relayed_message(
             session,
             ticket.id,
             "system",
@@ -216,6 +216,17 @@ class EventRelay:
             timestamp,
             event_id,
         )
+        if message_id is not None:  # first time this session start is seen
+            session.add(
+                OutboxItem(
+                    ticket_id=ticket.id,
+                    sender_id=ticket.sender_id,
+                    events=json.dumps([{"event": "pause"}]),
+                    created_at=timestamp,
+                    attempts=0,
+                )
+            )
+        return message_id
 
     @staticmethod
     def _session_start(session: Session, sender_id: str) -> int:

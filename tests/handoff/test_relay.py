@@ -155,3 +155,16 @@ def test_nlu_view_keeps_the_bots_view_only() -> None:
     assert set(view) == {"intent", "intent_ranking", "explanation"}
     assert len(view["intent_ranking"]) == 5
     assert nlu_view(None) is None
+
+
+def test_lookback_rereads_without_duplicates(setup: tuple[HandoffRepository, Rasa]) -> None:
+    """With a look-back (used on PostgreSQL) re-read events are not copied twice."""
+    repo, rasa = setup
+    ticket, _ = repo.open_ticket("cust-1", "request_human", "socketio")
+    rasa.log(user("first", "greet", 1001.0))
+    relay = EventRelay(repo, lookback=100)
+    assert len(relay.run_once()) == 1
+    rasa.log(user("second", "greet", 1002.0))
+    assert len(relay.run_once()) == 1
+    assert [m.text for m in repo.messages(ticket.id)] == ["first", "second"]
+    assert relay.run_once() == []

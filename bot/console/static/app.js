@@ -240,6 +240,17 @@
       : ticket.state === "waiting" ? "Claim the ticket to reply." : "This ticket is closed.";
   }
 
+  // A compact, readable form of an explanation value: numbers rounded, lists of small objects
+  // as "cue 1.9, token 0.31" (e.g. syntax cues and attended tokens of the fused classifier).
+  function readable(value) {
+    const scalar = (v) => (typeof v === "number" ? String(Math.round(v * 1000) / 1000) : typeof v === "string" ? v : JSON.stringify(v));
+    if (Array.isArray(value)) {
+      return value.map((item) => (item && typeof item === "object" && !Array.isArray(item)
+        ? Object.values(item).map(scalar).join(" ") : scalar(item))).join(", ");
+    }
+    return scalar(value);
+  }
+
   function renderNlu(nlu) {
     const box = el("dl", "nlu");
     const add = (label, value) => {
@@ -258,11 +269,9 @@
     if (nlu.explanation !== undefined && nlu.explanation !== null) {
       const explanation = nlu.explanation;
       if (typeof explanation === "object" && !Array.isArray(explanation)) {
-        for (const [key, value] of Object.entries(explanation)) {
-          add(`explanation · ${key}`, typeof value === "string" ? value : JSON.stringify(value));
-        }
+        for (const [key, value] of Object.entries(explanation)) add(`explanation · ${key}`, readable(value));
       } else {
-        add("explanation", typeof explanation === "string" ? explanation : JSON.stringify(explanation));
+        add("explanation", readable(explanation));
       }
     }
     if (Array.isArray(nlu.intent_ranking) && nlu.intent_ranking.length > 1) {
@@ -271,7 +280,7 @@
     }
     for (const [key, value] of Object.entries(nlu)) {
       if (["intent", "entities", "slots", "explanation", "intent_ranking"].includes(key)) continue;
-      add(key, typeof value === "string" ? value : JSON.stringify(value));
+      add(key, readable(value));
     }
     return box;
   }
