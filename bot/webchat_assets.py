@@ -71,7 +71,9 @@ def _npm_ci(webchat_dir: Path, quiet: bool, npm: str | None) -> None:
     try:
         result = subprocess.run(command, cwd=webchat_dir, capture_output=quiet, text=True)
     except OSError as e:
-        raise WebChatAssetsError(f"cannot run {npm} ({e.strerror}); check the Node.js install") from e
+        raise WebChatAssetsError(
+            f"cannot run {npm} ({e.strerror}); check the Node.js install"
+        ) from e
     if result.returncode != 0:
         detail = f":\n{(result.stderr or result.stdout or '').strip()[-2000:]}" if quiet else ""
         raise WebChatAssetsError(
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="print nothing unless it fails")
     args = parser.parse_args(argv)
     try:
-        install(quiet=args.quiet)
+        install(WEBCHAT_DIR, quiet=args.quiet)
     except WebChatAssetsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -75,7 +75,10 @@ def public_rasa_url(request: Request, settings: Settings) -> str:
 
 def embed_tag(widget_url: str, server_url: str, options: dict[str, str]) -> str:
     """The `<script>` tag that embeds the widget, attribute values HTML-escaped."""
-    attributes = [f'src="{html.escape(widget_url)}"', f'data-server-url="{html.escape(server_url)}"']
+    attributes = [
+        f'src="{html.escape(widget_url)}"',
+        f'data-server-url="{html.escape(server_url)}"',
+    ]
     attributes += [f'data-{name}="{html.escape(value)}"' for name, value in options.items()]
     return f"<script {' '.join(attributes)}></script>"
 

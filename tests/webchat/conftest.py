@@ -126,9 +126,7 @@ def webchat_stack(
     credentials.write_text(yaml.safe_dump(CREDENTIALS), encoding="utf-8")
     rasa_port, actions_port, web_port = free_port(), free_port(), free_port()
     with action_server(project, actions_port) as action_url:
-        rasa = RasaProcess(
-            project, model, rasa_port, action_url, work / "tracker.db", credentials
-        )
+        rasa = RasaProcess(project, model, rasa_port, action_url, work / "tracker.db", credentials)
         rasa.start()
         try:
             env = child_env(

@@ -51,7 +51,9 @@ class Visit:
         self.context.set_default_timeout(TIMEOUT_MS)
         self.page = self.context.new_page()
         self.dialogs: list[str] = []
-        self.page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
+        self.page.on(
+            "dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss())
+        )
         self.errors: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
 
@@ -176,7 +178,9 @@ def test_a_reload_shows_the_history_and_continues_the_conversation(visit: Visit)
 
 def test_a_human_agents_message_is_marked_and_kept(visit: Visit) -> None:
     session_id = visit.session_id()
-    visit.stack.rasa.push_agent_message(session_id, "Hi, this is Alice. <i>How can I help?</i>", "Alice")
+    visit.stack.rasa.push_agent_message(
+        session_id, "Hi, this is Alice. <i>How can I help?</i>", "Alice"
+    )
     agent = visit.page.locator(".fd-msg--agent")
     agent.first.wait_for()
     assert agent.locator(".fd-sender").text_content() == "Alice · agent"

@@ -51,6 +51,10 @@ class Client:
             elif event == TURN_COMPLETE_EVENT:
                 return messages
 
+    async def close(self) -> None:
+        """Disconnect without waiting for the pending long-poll request to time out."""
+        await self.sio.eio.disconnect(abort=True)
+
     async def session(self, session_id: str | None) -> str:
         await self.sio.emit("session_request", {"session_id": session_id})
         return await self.next("session_confirm")
@@ -72,7 +76,7 @@ def test_a_session_gets_replies_in_its_room_and_turns_end(webchat_stack: WebChat
             await client.say("hi", session_id)
             return session_id, await client.until_turn_complete()
         finally:
-            await client.sio.disconnect()
+            await client.close()
 
     session_id, replies = run(scenario())
     assert is_valid_session_id(session_id)
@@ -94,7 +98,7 @@ def test_malformed_or_foreign_session_ids_get_a_fresh_session(
             # A Telegram chat id, a REST sender id, an injection attempt, a non-string.
             return [await client.session(claimed) for claimed in ("123456789", "alice", "../x")]
         finally:
-            await client.sio.disconnect()
+            await client.close()
 
     confirmed = run(scenario())
     assert all(is_valid_session_id(s) for s in confirmed)
@@ -112,7 +116,7 @@ def test_a_second_socket_resumes_the_session_and_receives_agent_messages(
         session_id = await first.session(None)
         await first.say("hi", session_id)
         await first.until_turn_complete()
-        await first.sio.disconnect()
+        await first.close()
         # "Reload": a new socket asks for the same session.
         await second.connect(rasa.url)
         try:
@@ -125,7 +129,7 @@ def test_a_second_socket_resumes_the_session_and_receives_agent_messages(
             reply = (await second.until_turn_complete())[0]
             return session_id, agent, reply
         finally:
-            await second.sio.disconnect()
+            await second.close()
 
     session_id, agent, reply = run(scenario())
     assert agent == {
@@ -153,7 +157,7 @@ def test_bad_messages_are_ignored_without_breaking_the_socket(webchat_stack: Web
             too_long = await client.until_turn_complete()
             return greeting, too_long
         finally:
-            await client.sio.disconnect()
+            await client.close()
 
     greeting, too_long = run(scenario())
     assert greeting[0]["text"].startswith(GREETING)
@@ -168,14 +172,14 @@ def test_a_socket_that_skipped_session_request_may_name_its_session(
         first, second = Client(), Client()
         await first.connect(webchat_stack.rasa.url)
         session_id = await first.session(None)
-        await first.sio.disconnect()
+        await first.close()
         await second.connect(webchat_stack.rasa.url)
         try:
             # e.g. a message buffered by the client while it reconnected
             await second.say("hi", session_id)
             return session_id, await second.until_turn_complete()
         finally:
-            await second.sio.disconnect()
+            await second.close()
 
     session_id, replies = run(scenario())
     assert replies[0]["text"].startswith(GREETING)
