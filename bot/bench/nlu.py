@@ -242,8 +242,10 @@ def _child_env(work_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     for key, value in PROCESS_ENV.items():
         env.setdefault(key, value)
+    # the project's components, and (as `rasa` does) custom components beside the caller's cwd:
+    # the child itself runs in its scratch folder
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+        p for p in (str(PROJECT_ROOT), os.getcwd(), env.get("PYTHONPATH", "")) if p
     )
     env["MPLBACKEND"] = "Agg"
     # Rasa's own training cache would let one pipeline reuse another's featurisation and make
@@ -307,7 +309,7 @@ def run_worker(
                 "work_dir": str(work_dir),
                 "result": str(result_path),
                 "progress_fd": write_fd,
-                "keep_model": str(options.out / "models" / f"{spec.name}.tar.gz")
+                "keep_model": str((options.out / "models" / f"{spec.name}.tar.gz").resolve())
                 if options.keep_models
                 else None,
             }

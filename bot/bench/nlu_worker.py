@@ -37,6 +37,10 @@ class _Progress:
     """JSON-lines progress events for the parent's progress bar."""
 
     def __init__(self, fd: int | None) -> None:
+        if fd:
+            # processes Rasa or a component might start must not hold the pipe open: the
+            # parent waits for its end-of-file
+            os.set_inheritable(fd, False)
         self._stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8") if fd else None
 
     def emit(self, **event: Any) -> None:

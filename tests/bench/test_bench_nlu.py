@@ -343,12 +343,14 @@ def test_smoke_benchmark_trains_parses_reports_and_caches(
     monkeypatch.setenv("FUSIONDESK_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("FUSIONDESK_PROGRESS", "1")
     train, test = write_tiny_data(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a relative --out must work although the children chdir
     out = tmp_path / "out"
     pipelines = ["rasa-crf", "rasa-default", "fused"]
-    argv = ["bench", "nlu", "--train", str(train), "--test", str(test), "--out", str(out),
+    argv = ["bench", "nlu", "--train", str(train), "--test", str(test), "--out", "out",
             "--epochs", "1"] + [a for p in pipelines for a in ("--pipeline", p)]  # fmt: skip
 
-    assert main(argv) == 0
+    assert main([*argv, "--keep-models"]) == 0
+    assert (out / "models" / "rasa-crf.tar.gz").stat().st_size > 1000
     assert "rasa-crf" in capsys.readouterr().err  # the progress bar
 
     report = json.loads((out / "report.json").read_text("utf-8"))
@@ -387,7 +389,7 @@ def test_smoke_benchmark_trains_parses_reports_and_caches(
 
     # second run: every pipeline comes from the cache, with the same figures
     out2 = tmp_path / "out2"
-    assert main([a if a != str(out) else str(out2) for a in argv]) == 0
+    assert main([a if a != "out" else "out2" for a in argv]) == 0
     again = json.loads((out2 / "report.json").read_text("utf-8"))
     assert all(r["cached"] for r in again.values())
     assert again["rasa-crf"]["intent_accuracy"] == report["rasa-crf"]["intent_accuracy"]
