@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 
@@ -14,7 +15,7 @@ import websockets
 
 from bot.handoff.db import session_scope
 from bot.handoff.models import ConsoleSession
-from tests.console.conftest import WebServer
+from tests.console.conftest import Operator, WebServer
 
 
 def new_ticket(web: WebServer, sender: str | None = None) -> int:
@@ -244,3 +245,33 @@ def test_live_events_need_a_session_and_push_changes(web: WebServer) -> None:
     assert events[0] == {"type": "queue"}
     message = next(e["message"] for e in events if e["type"] == "message")
     assert message["text"] == "hello" and message["author"] == "agent"
+
+
+def _claim_over_http(
+    operator: Operator,
+    ticket_id: int,
+    barrier: threading.Barrier,
+    statuses: dict[str, int],
+    name: str,
+) -> None:
+    barrier.wait()
+    statuses[name] = operator.post(f"/tickets/{ticket_id}/claim").status_code
+
+
+def test_two_operators_claim_at_once_over_http(web: WebServer) -> None:
+    alice, bob = web.login("alice"), web.login("bob")
+    for _ in range(5):
+        ticket_id = new_ticket(web)
+        barrier = threading.Barrier(2)
+        statuses: dict[str, int] = {}
+        threads = [
+            threading.Thread(target=_claim_over_http, args=(op, ticket_id, barrier, statuses, name))
+            for name, op in (("alice", alice), ("bob", bob))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(statuses.values()) == [200, 409], statuses
+        winner = "alice" if statuses["alice"] == 200 else "bob"
+        assert web.repo.get_ticket(ticket_id).agent_name == winner
