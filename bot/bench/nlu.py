@@ -62,8 +62,12 @@ def add_parser(bench_subparsers: argparse._SubParsersAction) -> None:
             "message through the trained model, and write report.json, report.md and plots."
         ),
     )
-    parser.add_argument("--train", type=Path, required=True, help="training data (JSONL)")
-    parser.add_argument("--test", type=Path, required=True, help="test data (JSONL)")
+    parser.add_argument(
+        "--train", type=Path, required=True, metavar="FILE", help="training data (JSONL)"
+    )
+    parser.add_argument(
+        "--test", type=Path, required=True, metavar="FILE", help="test data (JSONL)"
+    )
     parser.add_argument(
         "--pipeline",
         action="append",
@@ -72,10 +76,13 @@ def add_parser(bench_subparsers: argparse._SubParsersAction) -> None:
         help="fused, encoder-only, syntax-only, fused-finetune, rasa-default, rasa-crf, "
         "or the path of a Rasa config file; repeat to compare several",
     )
-    parser.add_argument("--out", type=Path, required=True, help="folder for the report")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the report"
+    )
     parser.add_argument(
         "--epochs",
         type=_positive_int,
+        metavar="N",
         help="train components that have epochs (DIET, ResponseSelector, ...) for at most N "
         "epochs; the report labels such runs as shortened",
     )
@@ -90,6 +97,7 @@ def add_parser(bench_subparsers: argparse._SubParsersAction) -> None:
         "--config",
         type=Path,
         default=PROJECT_ROOT / "config.yml",
+        metavar="FILE",
         help="config.yml that `fused` and its variants come from (default: the project's)",
     )
     parser.add_argument(
