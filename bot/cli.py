@@ -19,6 +19,7 @@ from bot.errors import FusionDeskError
 COMMAND_MODULES: tuple[str, ...] = (
     "bot.runner",
     "bot.bench.cli",
+    "actions.kb.cli",
     "bot.handoff.cli",
     "bot.channels.telegram_cli",
 )

@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 #: Modules exposing `add_parser(bench_subparsers)`.
-BENCH_MODULES: tuple[str, ...] = ("bot.bench.nlu",)
+BENCH_MODULES: tuple[str, ...] = ("bot.bench.nlu", "bot.bench.kb")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

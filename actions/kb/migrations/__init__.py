@@ -1,0 +1,1 @@
+"""Alembic migrations of the knowledge-base tables (run by `actions.kb.db.upgrade`)."""
