@@ -82,14 +82,20 @@ class RasaProcess:
 
     def push_agent_message(self, sender_id: str, text: str, agent_name: str) -> None:
         """Push a human agent's reply the way the handoff service does."""
+        self.push_event(
+            sender_id,
+            {
+                "event": "bot",
+                "text": text,
+                "metadata": {"from_human": True, "agent_name": agent_name},
+            },
+        )
+
+    def push_event(self, sender_id: str, event: dict[str, Any]) -> None:
+        """Append `event` and deliver it on the conversation's latest channel."""
         query = urllib.parse.urlencode(
             {"token": TOKEN, "execute_side_effects": "true", "output_channel": "latest"}
         )
-        event = {
-            "event": "bot",
-            "text": text,
-            "metadata": {"from_human": True, "agent_name": agent_name},
-        }
         request = urllib.request.Request(
             f"{self.url}/conversations/{sender_id}/tracker/events?{query}",
             data=json.dumps(event).encode(),
