@@ -29,7 +29,12 @@ from sqlalchemy.engine import Engine
 from actions.kb.article import Article
 from actions.kb.db import make_engine, session_factory, session_scope, upgrade
 from actions.kb.encoding import QueryEncoder, TextEncoder, encoder_key
-from actions.kb.errors import ArticleNotFoundError, DatabaseUnavailableError, EncoderUnavailableError
+from actions.kb.errors import (
+    ArticleNotFoundError,
+    DatabaseUnavailableError,
+    EncoderUnavailableError,
+    KnowledgeBaseError,
+)
 from actions.kb.ranking import KnowledgeIndex, Mode, RetrievalConfig, SearchHit, article_texts
 from actions.kb.repository import ArticleRepository, ImportSummary, Version
 from actions.kb.text import clean_query
@@ -73,6 +78,7 @@ class KnowledgeBase:
         seed_dir: Path | None = None,
         config: RetrievalConfig | None = None,
         fast_queries: bool = True,
+        warm_up: bool = False,
     ) -> None:
         """
         Args:
@@ -82,6 +88,8 @@ class KnowledgeBase:
             seed_dir: folder imported when the article table is empty (None: no seeding).
             config: retrieval weights and decision thresholds.
             fast_queries: allow the lean single-query forward pass (see `encoding`).
+            warm_up: once ready, build the index (encoding articles that lack vectors) in a
+                background thread, so the first question does not wait for it.
         """
         self.engine = make_engine(db) if isinstance(db, str) else db
         self._sessions = session_factory(self.engine)
@@ -92,6 +100,7 @@ class KnowledgeBase:
         self.seed_dir = seed_dir
         self.config = config or RetrievalConfig()
         self._ready = False
+        self._warm_up = warm_up
         self._lock = threading.RLock()
         self._snapshot: _Snapshot | None = None
 
@@ -131,11 +140,21 @@ class KnowledgeBase:
                 if empty:
                     self._seed(self.seed_dir)
             self._ready = True
+        if self._warm_up:
+            threading.Thread(target=self._build_in_background, name="kb-warm-up", daemon=True).start()
+
+    def _build_in_background(self) -> None:
+        try:
+            self.index()
+        except KnowledgeBaseError:
+            logger.exception("knowledge base: building the search index failed")
 
     def _seed(self, folder: Path) -> None:
         articles = load_path(folder)
         try:
-            summary = self._import(articles, replace_all=False)
+            # vectors are computed by the first index build, so answering by intent can start
+            # at once (the seed has thousands of question variants)
+            summary = self._import(articles, replace_all=False, encode=False)
         except DatabaseUnavailableError:
             # another process may have seeded at the same moment: fine if articles exist now
             with session_scope(self._sessions) as session:
@@ -195,20 +214,26 @@ class KnowledgeBase:
         self.ensure_ready()
         return self._import(articles, replace_all)
 
-    def _import(self, articles: Sequence[Article], replace_all: bool) -> ImportSummary:
+    def _import(
+        self, articles: Sequence[Article], replace_all: bool, encode: bool = True
+    ) -> ImportSummary:
         with self._lock:
-            key = self.encoder_key
-            # read, encode without holding a write lock (other processes share SQLite), write
-            with session_scope(self._sessions) as session:
-                have = ArticleRepository(session).vector_hashes(key)
-            todo = [a for a in articles if have.get(a.id) != a.content_hash()]
-            vectors = self._encode_articles(todo)
+            todo: list[Article] = []
+            vectors: list[np.ndarray] = []
+            if encode:
+                key = self.encoder_key
+                # read, encode without holding a write lock (other processes share SQLite), write
+                with session_scope(self._sessions) as session:
+                    have = ArticleRepository(session).vector_hashes(key)
+                todo = [a for a in articles if have.get(a.id) != a.content_hash()]
+                vectors = self._encode_articles(todo)
             with session_scope(self._sessions) as session:
                 repository = ArticleRepository(session)
                 summary = repository.save(articles, replace_all=replace_all)
-                repository.save_vectors(
-                    key, {a.id: (a.content_hash(), m) for a, m in zip(todo, vectors)}
-                )
+                if todo:
+                    repository.save_vectors(
+                        key, {a.id: (a.content_hash(), m) for a, m in zip(todo, vectors)}
+                    )
             return summary
 
     def import_path(self, path: str | Path, replace_all: bool = False) -> ImportSummary:
@@ -291,6 +316,6 @@ def get_knowledge_base(db_url: str | None = None) -> KnowledgeBase:
     with _instances_lock:
         kb = _instances.get(db_url)
         if kb is None:
-            kb = KnowledgeBase(db_url, seed_dir=seed_dir_from_env())
+            kb = KnowledgeBase(db_url, seed_dir=seed_dir_from_env(), warm_up=True)
             _instances[db_url] = kb
         return kb
