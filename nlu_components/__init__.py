@@ -18,6 +18,7 @@ _COMPONENTS: dict[str, str] = {
     "TransformerEncoderFeaturizer": "nlu_components.encoder_featurizer",
     "SyntaxFeaturizer": "nlu_components.syntax_featurizer",
     "FusedIntentClassifier": "nlu_components.fused_classifier",
+    "SemanticRoleEntityExtractor": "nlu_components.semantic_role_extractor",
 }
 
 __all__ = sorted(_COMPONENTS)

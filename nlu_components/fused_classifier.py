@@ -58,6 +58,8 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             "mode": "frozen",
             # Width of the fused representation and of the syntax-guided attention.
             "hidden_dim": 256,
+            # Width of each syntax cue's embedding (projected to hidden_dim).
+            "cue_dim": 64,
             "attention_dim": 128,
             "dropout": 0.2,
             # Upper bound on epochs; early stopping on the held-out slice picks the number.

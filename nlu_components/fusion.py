@@ -41,6 +41,7 @@ class FusionConfig:
 
     views: tuple[str, ...] = VIEWS
     hidden_dim: int = 256
+    cue_dim: int = 64
     attention_dim: int = 128
     dropout: float = 0.2
     epochs: int = 40
@@ -114,8 +115,8 @@ class FusionNet(nn.Module):
                 pooled = 2 * enc_dim
             self.enc_proj = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(pooled, hidden))
         if self.use_syntax:
-            self.cue_emb = nn.EmbeddingBag(n_cues + 1, hidden, mode="sum")
-            self.syn_bias = nn.Parameter(torch.zeros(hidden))
+            self.cue_emb = nn.EmbeddingBag(n_cues + 1, config.cue_dim, mode="sum")
+            self.syn_proj = nn.Linear(config.cue_dim, hidden)
         if self.use_encoder and self.use_syntax:
             self.gate = nn.Linear(2 * hidden, hidden)
             nn.init.constant_(self.gate.bias, -2.0)  # start close to the encoder view
@@ -147,7 +148,7 @@ class FusionNet(nn.Module):
             m = self.act(self.enc_proj(pooled))
         if self.use_syntax:
             bag = self.cue_emb(cue_ids, cue_offsets, per_sample_weights=cue_weights)
-            t = self.act(bag + self.syn_bias)
+            t = self.act(self.syn_proj(bag))
         if m is not None and t is not None:
             g = torch.sigmoid(self.gate(torch.cat([m, t], dim=-1)))
             aux["gate"] = g
@@ -309,7 +310,10 @@ class FusionClassifierModel:
         torch.manual_seed(config.seed)
         rng = random.Random(config.seed)
         optimizer = torch.optim.AdamW(
-            self.net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+            self.net.parameters(),
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
+            fused=True,  # one kernel per step: several times faster on CPU
         )
         steps = max(1, epochs * math.ceil(len(train_idx) / config.batch_size))
         scheduler = torch.optim.lr_scheduler.OneCycleLR(

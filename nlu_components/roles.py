@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 from spacy.tokens import Doc, Span, Token
 
+from nlu_components.currencies import AMBIGUOUS_WORDS, CURRENCIES
+
 #: Every role an argument can carry.
 ROLES: tuple[str, ...] = (
     "agent",
@@ -103,24 +105,6 @@ TIME_WORDS: frozenset[str] = frozenset(
         "week", "month", "year", "daily", "weekly", "monthly", "annually", "noon",
     }
 )  # fmt: skip
-
-#: Currency words, codes and symbols (lower case) → ISO 4217 code.
-CURRENCIES: dict[str, str] = {
-    "euro": "EUR", "euros": "EUR", "eur": "EUR", "€": "EUR",
-    "dollar": "USD", "dollars": "USD", "usd": "USD", "$": "USD", "bucks": "USD", "us$": "USD",
-    "pound": "GBP", "pounds": "GBP", "gbp": "GBP", "£": "GBP", "quid": "GBP", "sterling": "GBP",
-    "franc": "CHF", "francs": "CHF", "chf": "CHF",
-    "yen": "JPY", "jpy": "JPY", "¥": "JPY",
-    "zloty": "PLN", "zlotys": "PLN", "pln": "PLN",
-    "krona": "SEK", "kronor": "SEK", "sek": "SEK",
-    "krone": "NOK", "kroner": "NOK", "nok": "NOK", "dkk": "DKK",
-    "cad": "CAD", "aud": "AUD", "nzd": "NZD", "inr": "INR", "rupee": "INR", "rupees": "INR",
-    "yuan": "CNY", "cny": "CNY", "rmb": "CNY", "rouble": "RUB", "ruble": "RUB", "rub": "RUB",
-    "czk": "CZK", "huf": "HUF", "forint": "HUF", "ron": "RON", "lei": "RON", "try": "TRY",
-    "lira": "TRY", "mxn": "MXN", "peso": "MXN", "pesos": "MXN", "brl": "BRL", "real": "BRL",
-    "reais": "BRL", "zar": "ZAR", "rand": "ZAR", "hkd": "HKD", "sgd": "SGD", "won": "KRW",
-    "krw": "KRW",
-}  # fmt: skip
 
 #: Words that make a noun phrase a card reference.
 CARD_WORDS: frozenset[str] = frozenset(
@@ -313,7 +297,12 @@ def _verbal_frame(token: Token, kinds: dict[int, str], question: bool) -> Frame:
     for child in token.children:
         if child.dep_ == "neg":
             arguments.append(_argument("negation", child, child.i, child.i + 1))
-    if not arguments and token.i == token.sent.start and token.lower_ in COMMAND_VERBS:
+    if (
+        not arguments
+        and token.pos_ != "VERB"
+        and token.i == token.sent.start
+        and token.lower_ in COMMAND_VERBS
+    ):
         arguments = _flat_arguments(token, kinds)
     # particle verbs ("top up") keep the particle out of the arguments
     if any(c.dep_ == "prt" and c.lower_ == "up" for c in token.children) and lemma == "top":
@@ -730,7 +719,7 @@ def find_values(doc: Doc) -> list[Value]:
             or _next_to_amount(doc, token.i)
             or len(token.text) > 3
         ):
-            if token.lower_ in {"try", "real", "won", "rand", "ron"} and not _next_to_amount(
+            if token.lower_ in AMBIGUOUS_WORDS and not _next_to_amount(
                 doc, token.i
             ):
                 continue  # ordinary English words unless they follow a number
@@ -882,3 +871,149 @@ def token_annotations(
         )
         for i in range(n)
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# role → entity mapping (fills slots in a new domain before it has many annotated examples)
+
+
+@dataclass(frozen=True)
+class RoleMappingRule:
+    """Turns a frame argument (or a typed value inside one) into an entity with a role.
+
+    A rule matches a value of kind `value` (any kind when None) that lies inside an argument
+    with role `frame_role` (any role when None) of a predicate in `predicates` (any when
+    empty). Without `value`, the whole argument (minus leading determiners) is the entity.
+    """
+
+    entity: str
+    role: str | None = None
+    frame_role: str | None = None
+    value: str | None = None
+    predicates: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> RoleMappingRule:
+        """Build a rule from config; raise ValueError naming the bad key."""
+        allowed = {"entity", "role", "frame_role", "value", "predicates"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in a role_mapping rule; known: {sorted(allowed)}")
+        entity = data.get("entity")
+        if not isinstance(entity, str) or not entity:
+            raise ValueError(f"a role_mapping rule needs an `entity` name: {data}")
+        frame_role = data.get("frame_role")
+        if frame_role is not None and frame_role not in ROLES:
+            raise ValueError(f"frame_role {frame_role!r} is not one of {list(ROLES)}")
+        value = data.get("value")
+        if value is not None and value not in VALUE_KINDS:
+            raise ValueError(f"value {value!r} is not one of {list(VALUE_KINDS)}")
+        predicates = data.get("predicates") or ()
+        if isinstance(predicates, str) or not all(isinstance(p, str) for p in predicates):  # type: ignore[union-attr]
+            raise ValueError(f"predicates must be a list of lemmas: {predicates!r}")
+        role = data.get("role")
+        return cls(
+            entity=entity,
+            role=str(role) if role else None,
+            frame_role=str(frame_role) if frame_role else None,
+            value=str(value) if value else None,
+            predicates=tuple(predicates),  # type: ignore[arg-type]
+        )
+
+    def matches(self, argument: Argument | None, frame: Frame | None, kind: str | None) -> bool:
+        if self.value is not None and kind != self.value:
+            return False
+        if self.frame_role is not None and (argument is None or argument.role != self.frame_role):
+            return False
+        if self.predicates and (frame is None or frame.predicate not in self.predicates):
+            return False
+        return self.value is not None or argument is not None
+
+
+@dataclass(frozen=True)
+class MappedEntity:
+    """An entity produced from frames by a `RoleMappingRule`."""
+
+    start_char: int
+    end_char: int
+    text: str
+    entity: str
+    role: str | None
+    #: Role of the frame argument it came from ("" outside any argument).
+    frame_role: str
+    negated: bool
+
+
+def covering_argument(
+    frames: Sequence[Frame], start_char: int, end_char: int
+) -> tuple[Argument | None, Frame | None]:
+    """The innermost argument (and its frame) that contains the character span."""
+    best: tuple[Argument | None, Frame | None] = (None, None)
+    width = 10**9
+    for frame in frames:
+        for arg in frame.arguments:
+            if arg.role == "negation":
+                continue
+            if arg.start_char <= start_char and end_char <= arg.end_char:
+                if arg.end_char - arg.start_char < width:
+                    width = arg.end_char - arg.start_char
+                    best = (arg, frame)
+    return best
+
+
+def map_frames(
+    doc: Doc,
+    rules: Sequence[RoleMappingRule],
+    frames: Sequence[Frame] | None = None,
+    values: Sequence[Value] | None = None,
+) -> list[MappedEntity]:
+    """Entities from frames and typed values by the first matching rule; no overlaps."""
+    frames = extract_frames(doc) if frames is None else frames
+    values = find_values(doc) if values is None else values
+    out: list[MappedEntity] = []
+    taken: list[tuple[int, int]] = []
+
+    def free(start: int, end: int) -> bool:
+        return all(end <= s or start >= e for s, e in taken)
+
+    for value in values:
+        argument, frame = covering_argument(frames, value.start_char, value.end_char)
+        for rule in rules:
+            if rule.value is not None and rule.matches(argument, frame, value.kind):
+                if free(value.start_char, value.end_char):
+                    out.append(
+                        MappedEntity(
+                            value.start_char,
+                            value.end_char,
+                            value.text,
+                            rule.entity,
+                            rule.role,
+                            argument.role if argument else "",
+                            bool(argument and argument.negated),
+                        )
+                    )
+                    taken.append((value.start_char, value.end_char))
+                break
+    for frame in frames:
+        for arg in frame.arguments:
+            for rule in rules:
+                if rule.value is None and rule.matches(arg, frame, None):
+                    start = arg.start
+                    while start < arg.end - 1 and doc[start].dep_ in {"det", "poss", "predet"}:
+                        start += 1
+                    span = doc[start : arg.end]
+                    if free(span.start_char, span.end_char):
+                        out.append(
+                            MappedEntity(
+                                span.start_char,
+                                span.end_char,
+                                span.text,
+                                rule.entity,
+                                rule.role,
+                                arg.role,
+                                arg.negated,
+                            )
+                        )
+                        taken.append((span.start_char, span.end_char))
+                    break
+    return sorted(out, key=lambda m: m.start_char)
