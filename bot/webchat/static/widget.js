@@ -209,7 +209,10 @@
     css.href = new URL("widget.css", o.assetsUrl).href;
     var wrap = el("div", "fd-root");
     wrap.style.visibility = "hidden"; // until widget.css is in: no unstyled flash
-    css.onload = css.onerror = function () { wrap.style.visibility = ""; };
+    css.onload = css.onerror = function () {
+      wrap.style.visibility = "";
+      self.scrollToEnd(); // the log's height is known only now
+    };
     root.appendChild(css);
     root.appendChild(wrap);
 
@@ -309,6 +312,16 @@
       }
     });
     input.addEventListener("input", function () { self.autosize(); });
+
+    // Keep the newest message in view when the log gets shorter (status line, keyboard on
+    // phones), unless the reader scrolled up.
+    this.stickToEnd = true;
+    log.addEventListener("scroll", function () {
+      self.stickToEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
+    });
+    if (window.ResizeObserver) {
+      new ResizeObserver(function () { if (self.stickToEnd) self.scrollToEnd(); }).observe(log);
+    }
 
     this.dom = {
       host: host, launcher: launcher, badge: badge, panel: panel, status: status, log: log,
@@ -717,6 +730,7 @@
   Widget.prototype.scrollToEnd = function () {
     var log = this.dom.log;
     log.scrollTop = log.scrollHeight;
+    this.stickToEnd = true;
   };
 
   // ------------------------------------------------------------------ typing
