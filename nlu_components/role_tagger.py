@@ -174,7 +174,9 @@ class EncoderProjection:
         vectors = vectors.astype(np.float32)
         reduced = ((vectors - self.mean) @ self.components.T) / self.scale
         unit = _unit(vectors)
-        ids = [np.argmax(unit @ c.T, axis=1) if len(unit) else np.zeros(0, int) for c in self.centroids]
+        ids = [
+            np.argmax(unit @ c.T, axis=1) if len(unit) else np.zeros(0, int) for c in self.centroids
+        ]
         return reduced, ids
 
     def sentence_cluster(self, sentence: np.ndarray | None) -> int | None:
@@ -287,12 +289,14 @@ class RoleTagger:
         if not any(spans):
             raise TaggerTrainingError(
                 "the training data has no entity annotations: annotate entities in the NLU "
-                "data (e.g. [Anna]{\"entity\": \"person\", \"role\": \"recipient\"})"
+                'data (e.g. [Anna]{"entity": "person", "role": "recipient"})'
             )
         self._check_vectors(inputs)
         if self.config.use_encoder_features:
             token_vectors = np.concatenate([i.vectors for i in inputs if len(i.doc)])  # type: ignore[misc]
-            sentences = np.stack([i.sentence for i in inputs if i.sentence is not None] or [np.zeros(1)])
+            sentences = np.stack(
+                [i.sentence for i in inputs if i.sentence is not None] or [np.zeros(1)]
+            )
             self.projection = EncoderProjection.fit(token_vectors, sentences, self.config)
         trainer = pycrfsuite.Trainer(verbose=False)
         trainer.set_params(
@@ -304,7 +308,7 @@ class RoleTagger:
             }
         )
         labels: set[str] = set()
-        for tagger_input, example_spans in zip(inputs, spans):
+        for tagger_input, example_spans in zip(inputs, spans, strict=True):
             if not len(tagger_input.doc):
                 continue
             tags = bio_tags(tagger_input.doc, example_spans)

@@ -58,8 +58,7 @@ NOMINAL_PREDICATES: frozenset[str] = frozenset(
 COMMAND_VERBS: frozenset[str] = frozenset(
     {
         "send", "transfer", "pay", "wire", "move", "top", "add", "load", "block", "freeze",
-        "unblock", "unfreeze", "cancel", "stop", "dispute", "refund", "book", "play", "add",
-        "show", "find", "set", "remind", "give", "lock", "put", "rate", "tell",
+        "unblock", "unfreeze", "cancel", "stop", "dispute", "refund", "book", "play", "show", "find", "set", "remind", "give", "lock", "put", "rate", "tell",
     }
 )  # fmt: skip
 
@@ -238,16 +237,23 @@ def extract_frames(doc: Doc) -> list[Frame]:
 def _is_verbal_predicate(token: Token) -> bool:
     if token.pos_ == "VERB" and token.dep_ not in {"amod", "compound"}:
         return not _is_light_acl(token)
-    if token.pos_ == "AUX" and token.dep_ == "ROOT" and not any(
-        c.pos_ in {"VERB"} for c in token.children
+    if (
+        token.pos_ == "AUX"
+        and token.dep_ == "ROOT"
+        and not any(c.pos_ in {"VERB"} for c in token.children)
     ):
         return True  # copula root: "is my card blocked" has its predicate elsewhere
     # the small model tags sentence-initial commands as nouns ("Transfer Ben 100 GBP")
-    return token.i == token.sent.start and token.lower_ in COMMAND_VERBS and token.pos_ in {
-        "NOUN",
-        "PROPN",
-        "ADJ",
-    }
+    return (
+        token.i == token.sent.start
+        and token.lower_ in COMMAND_VERBS
+        and token.pos_
+        in {
+            "NOUN",
+            "PROPN",
+            "ADJ",
+        }
+    )
 
 
 def _is_light_acl(token: Token) -> bool:
@@ -393,8 +399,10 @@ def _arguments_of_child(
                 for a in _expand(_prep_role(child, obj, kinds, passive), obj, kinds, child.lower_)
             ]
         return _expand("recipient", child, kinds)
-    if dep in {"prt", "advmod"} and child.lower_ in {"up", "off", "in"} and not list(
-        _prep_objects(child)
+    if (
+        dep in {"prt", "advmod"}
+        and child.lower_ in {"up", "off", "in"}
+        and not list(_prep_objects(child))
     ):
         # "top up 30": the amount hangs off the particle
         return [
@@ -687,9 +695,7 @@ def find_values(doc: Doc) -> list[Value]:
         if start >= end or any(i in used for i in range(start, end)):
             return
         span = doc[start:end]
-        found.append(
-            Value(kind, start, end, span.start_char, span.end_char, span.text, normalized)
-        )
+        found.append(Value(kind, start, end, span.start_char, span.end_char, span.text, normalized))
         used.update(range(start, end))
 
     # card references: "my visa card ending in 4321", "card ending 1234", "the virtual card"
@@ -719,9 +725,7 @@ def find_values(doc: Doc) -> list[Value]:
             or _next_to_amount(doc, token.i)
             or len(token.text) > 3
         ):
-            if token.lower_ in AMBIGUOUS_WORDS and not _next_to_amount(
-                doc, token.i
-            ):
+            if token.lower_ in AMBIGUOUS_WORDS and not _next_to_amount(doc, token.i):
                 continue  # ordinary English words unless they follow a number
             add("currency", token.i, token.i + 1, code)
     for token in tokens:
@@ -776,8 +780,10 @@ def _card_digits(ent: Span) -> bool:
 
 def _is_amount_token(token: Token) -> bool:
     text = token.lower_
-    return bool(_NUMBER.match(text)) or text in _NUMBER_WORDS or (
-        token.like_num and not text.isalpha()
+    return (
+        bool(_NUMBER.match(text))
+        or text in _NUMBER_WORDS
+        or (token.like_num and not text.isalpha())
     )
 
 
@@ -898,7 +904,9 @@ class RoleMappingRule:
         allowed = {"entity", "role", "frame_role", "value", "predicates"}
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in a role_mapping rule; known: {sorted(allowed)}")
+            raise ValueError(
+                f"unknown key(s) {unknown} in a role_mapping rule; known: {sorted(allowed)}"
+            )
         entity = data.get("entity")
         if not isinstance(entity, str) or not entity:
             raise ValueError(f"a role_mapping rule needs an `entity` name: {data}")

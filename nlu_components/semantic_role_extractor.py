@@ -74,9 +74,7 @@ _TAGGER_KEYS = (
 _TOKEN_VECTOR_SOURCES = ("featurizer", "encoder", "none")
 
 
-@DefaultV1Recipe.register(
-    [DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=True
-)
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=True)
 class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
     """Entities with semantic roles from a dependency parse, encoder vectors and a CRF."""
 
@@ -130,9 +128,24 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
                 {"value": "amount", "entity": "amount"},
                 {"value": "currency", "entity": "currency"},
                 {"value": "date", "entity": "date"},
-                {"frame_role": "recipient", "value": "person", "entity": "person", "role": "recipient"},
-                {"frame_role": "beneficiary", "value": "person", "entity": "person", "role": "recipient"},
-                {"frame_role": "instrument", "value": "card", "entity": "card", "role": "instrument"},
+                {
+                    "frame_role": "recipient",
+                    "value": "person",
+                    "entity": "person",
+                    "role": "recipient",
+                },
+                {
+                    "frame_role": "beneficiary",
+                    "value": "person",
+                    "entity": "person",
+                    "role": "recipient",
+                },
+                {
+                    "frame_role": "instrument",
+                    "value": "card",
+                    "entity": "card",
+                    "role": "instrument",
+                },
                 {"value": "card", "entity": "card"},
                 {"frame_role": "location", "value": "org", "entity": "merchant"},
                 {"frame_role": "source", "value": "org", "entity": "merchant"},
@@ -184,7 +197,9 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
                 f"{list(_TOKEN_VECTOR_SOURCES)}, got {source!r}"
             )
         if not 0.0 <= float(config.get("min_confidence", 0.0)) <= 1.0:
-            raise ComponentConfigError("SemanticRoleEntityExtractor: min_confidence must be in [0, 1]")
+            raise ComponentConfigError(
+                "SemanticRoleEntityExtractor: min_confidence must be in [0, 1]"
+            )
         try:
             [RoleMappingRule.from_dict(r) for r in config.get("role_mapping") or []]
         except (ValueError, TypeError, AttributeError) as e:
@@ -220,14 +235,17 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
         return doc
 
     def _inputs(self, messages: list[Message]) -> list[TaggerInput | None]:
-        docs = [self._doc(m) if m.get(TEXT) else None for m in messages]
+        # messages without words ("", "   ") get no entities and need no features
+        docs = [
+            self._doc(m) if m.get(TEXT) and str(m.get(TEXT)).strip() else None for m in messages
+        ]
         source = self._config["token_vectors"]
         if source == "none":
             return [TaggerInput(d) if d is not None else None for d in docs]
         if source == "encoder":
             return self._encode(docs)
         out: list[TaggerInput | None] = []
-        for message, doc in zip(messages, docs):
+        for message, doc in zip(messages, docs, strict=True):
             if doc is None:
                 out.append(None)
                 continue
@@ -237,13 +255,16 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
 
     def _featurizer_vectors(self, message: Message, doc: Any) -> tuple[np.ndarray, np.ndarray]:
         name = self._config["featurizer_name"]
+        dense = [f for f in message.features if f.attribute == TEXT and f.is_dense()]
+        named = [
+            f
+            for f in dense
+            if any(name in str(o) for o in (f.origin if isinstance(f.origin, list) else [f.origin]))
+        ]
+        # a featurizer created outside a Rasa graph has no node name: use the only one there is
+        chosen = named or (dense if len(dense) <= 2 else [])
         sequence = sentence = None
-        for features in message.features:
-            if features.attribute != TEXT or not features.is_dense():
-                continue
-            origins = features.origin if isinstance(features.origin, list) else [features.origin]
-            if not any(name in str(o) for o in origins):
-                continue
+        for features in chosen:
             if features.type == "sequence" and sequence is None:
                 sequence = np.asarray(features.features, dtype=np.float32)
             elif features.type == "sentence" and sentence is None:
@@ -281,9 +302,7 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
     def train(self, training_data: TrainingData) -> Resource:
         """Train the tagger from the entity annotations and persist it."""
         examples = [
-            m
-            for m in self.filter_trainable_entities(training_data.nlu_examples)
-            if m.get(TEXT)
+            m for m in self.filter_trainable_entities(training_data.nlu_examples) if m.get(TEXT)
         ]
         counts: Counter[str] = Counter()
         roled: set[str] = set()
@@ -301,7 +320,7 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
         self.tagger = None
         if counts:
             inputs = self._inputs(examples)
-            pairs = [(i, m) for i, m in zip(inputs, examples) if i is not None]
+            pairs = [(i, m) for i, m in zip(inputs, examples, strict=True) if i is not None]
             spans = [_annotated_spans(m) for _, m in pairs]
             tagger = RoleTagger(self.tagger_config)
             tagger.fit([i for i, _ in pairs], spans)  # type: ignore[misc]
@@ -377,9 +396,11 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
         predicted: list[list[EntitySpan]] = [[] for _ in messages]
         if self.tagger is not None:
             present = [(n, i) for n, i in enumerate(inputs) if i is not None]
-            for (n, _), spans in zip(present, self.tagger.predict([i for _, i in present])):
+            for (n, _), spans in zip(
+                present, self.tagger.predict([i for _, i in present]), strict=True
+            ):
                 predicted[n] = spans
-        for message, tagger_input, spans in zip(messages, inputs, predicted):
+        for message, tagger_input, spans in zip(messages, inputs, predicted, strict=True):
             if tagger_input is None:
                 continue
             entities = self._entities(tagger_input.doc, spans)
@@ -412,7 +433,9 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
                     role = negated_role
                 elif role is None and self._config["attach_roles"] and argument is not None:
                     role = self._mapped_role(span.entity, argument, frame)
-            out.append(_entity(span.start, span.end, span.value, span.entity, role, span.confidence))
+            out.append(
+                _entity(span.start, span.end, span.value, span.entity, role, span.confidence)
+            )
         fill_types = {
             rule.entity
             for rule in self.rules
@@ -432,7 +455,9 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
     def _mapped_role(self, entity: str, argument: Any, frame: Any) -> str | None:
         for rule in self.rules:
             if rule.entity == entity and rule.role and rule.frame_role == argument.role:
-                if not rule.predicates or (frame is not None and frame.predicate in rule.predicates):
+                if not rule.predicates or (
+                    frame is not None and frame.predicate in rule.predicates
+                ):
                     return rule.role
         return None
 

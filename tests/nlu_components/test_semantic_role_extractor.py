@@ -1,0 +1,254 @@
+"""`SemanticRoleEntityExtractor` with the real parsing spaCy pipeline and encoder featurizer.
+
+Train → process → persist → load → same entities; batch equals one-by-one; others' entities
+are kept; a missing model fails loudly; frames fill rare entity types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rasa.engine.graph import ExecutionContext, GraphSchema
+from rasa.engine.storage.local_model_storage import LocalModelStorage
+from rasa.engine.storage.resource import Resource
+from rasa.nlu.tokenizers.spacy_tokenizer import SpacyTokenizer
+from rasa.shared.nlu.constants import ENTITIES, TEXT
+from rasa.shared.nlu.training_data.formats.rasa_yaml import RasaYAMLReader
+from rasa.shared.nlu.training_data.message import Message
+
+from nlu_components.encoder_featurizer import TransformerEncoderFeaturizer
+from nlu_components.errors import ComponentConfigError, ModelLoadError
+from nlu_components.semantic_role_extractor import SemanticRoleEntityExtractor
+from nlu_components.spacy_parser import ParsingSpacyNLP
+
+NLU_YAML = """
+version: "3.1"
+nlu:
+- intent: transfer_money
+  examples: |
+    - send [50](amount) [euros](currency) to [Anna]{"entity": "person", "role": "recipient"}
+    - transfer [20](amount) [dollars](currency) to [Ben]{"entity": "person", "role": "recipient"} [tomorrow](date)
+    - please pay [Olga]{"entity": "person", "role": "recipient"} [100](amount) [pounds](currency)
+    - I want to send [75](amount) [EUR](currency) to [Kwame]{"entity": "person", "role": "recipient"} on [Friday](date)
+    - wire [300](amount) [francs](currency) to [Sofia]{"entity": "person", "role": "recipient"}
+    - can I send [15](amount) [euros](currency) to [Emma]{"entity": "person", "role": "recipient"} [today](date)?
+    - move [40](amount) [GBP](currency) to [Lukas]{"entity": "person", "role": "recipient"} [next Monday](date)
+    - send money to [Priya]{"entity": "person", "role": "recipient"}
+    - transfer [60](amount) [USD](currency) to [Marco]{"entity": "person", "role": "recipient"}
+    - I'd like to send [Chloe]{"entity": "person", "role": "recipient"} [25](amount) [euros](currency) [tomorrow](date)
+- intent: correct_slot
+  examples: |
+    - no, to [Emma]{"entity": "person", "role": "recipient"}, not [Anna]{"entity": "person", "role": "excluded"}
+    - not [Ben]{"entity": "person", "role": "excluded"}, [Tom]{"entity": "person", "role": "recipient"}
+    - actually send it to [Zoe]{"entity": "person", "role": "recipient"} instead of [Mia]{"entity": "person", "role": "excluded"}
+- intent: block_card
+  examples: |
+    - block my [visa card](card)
+    - freeze the [virtual card](card)
+    - please block my [credit card](card)
+    - lock the [card ending in 4321](card)
+- intent: greet
+  examples: |
+    - hello
+    - hi there
+"""
+
+#: Loads the real spaCy pipeline and MiniLM and trains a (small) CRF.
+pytestmark = pytest.mark.slow
+
+#: Quick settings: the tiny data set needs few CRF iterations and small codebooks.
+QUICK: dict[str, Any] = {
+    "max_iterations": 40,
+    "encoder_clusters": [4, 8],
+    "sentence_clusters": 2,
+    "encoder_dims": 8,
+}
+
+
+class Pipeline:
+    """ParsingSpacyNLP → SpacyTokenizer → TransformerEncoderFeaturizer, created once."""
+
+    def __init__(self, root: Path) -> None:
+        self.storage = LocalModelStorage(root)
+        self.context = ExecutionContext(GraphSchema({}), "test-model")
+        self.nlp = ParsingSpacyNLP.create({}, self.storage, Resource("nlp"), self.context)
+        self.tokenizer = SpacyTokenizer.create(
+            SpacyTokenizer.get_default_config(), self.storage, Resource("tok"), self.context
+        )
+        # node name as Rasa's recipe gives it (the features' origin)
+        node = dataclasses.replace(
+            self.context, node_name="run_nlu_components.TransformerEncoderFeaturizer2"
+        )
+        self.featurizer = TransformerEncoderFeaturizer.create(
+            {}, self.storage, Resource("enc"), node
+        )
+        self.spacy_model = self.nlp.provide()
+
+    def prepare(self, messages: list[Message]) -> list[Message]:
+        messages = self.nlp.process(messages, self.spacy_model)
+        for component in (self.tokenizer, self.featurizer):
+            messages = component.process(messages)
+        return messages
+
+    def training_data(self):  # type: ignore[no-untyped-def]
+        data = RasaYAMLReader().reads(NLU_YAML)
+        data = self.nlp.process_training_data(data, self.spacy_model)
+        for component in (self.tokenizer, self.featurizer):
+            data = component.process_training_data(data)
+        return data
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    return Pipeline(tmp_path_factory.mktemp("storage"))
+
+
+@pytest.fixture(scope="module")
+def trained(pipeline: Pipeline) -> tuple[SemanticRoleEntityExtractor, Resource]:
+    resource = Resource("semantic_roles")
+    extractor = SemanticRoleEntityExtractor.create(
+        {**SemanticRoleEntityExtractor.get_default_config(), **QUICK},
+        pipeline.storage,
+        resource,
+        pipeline.context,
+    )
+    extractor.train(pipeline.training_data())
+    return extractor, resource
+
+
+TEXTS = [
+    "send 30 euros to Anna tomorrow",
+    "transfer 80 dollars to Ben",
+    "no, to Emma, not Anna",
+    "please block my visa card",
+    "hello",
+]
+
+
+def entities_of(
+    extractor: SemanticRoleEntityExtractor, pipeline: Pipeline, texts: list[str]
+) -> list[list[dict[str, Any]]]:
+    messages = pipeline.prepare([Message(data={TEXT: t}) for t in texts])
+    extractor.process(messages)
+    return [m.get(ENTITIES) or [] for m in messages]
+
+
+def simple(entities: list[dict[str, Any]]) -> set[tuple[str, str, str | None]]:
+    return {(e["entity"], e["value"], e.get("role")) for e in entities}
+
+
+def test_train_process_persist_load_same_entities(
+    trained: tuple[SemanticRoleEntityExtractor, Resource], pipeline: Pipeline
+) -> None:
+    extractor, resource = trained
+    first = entities_of(extractor, pipeline, TEXTS)
+    assert ("person", "Anna", "recipient") in simple(first[0])
+    assert ("amount", "30", None) in simple(first[0])
+    assert ("currency", "euros", None) in simple(first[0])
+    assert ("person", "Emma", "recipient") in simple(first[2])
+    assert ("person", "Anna", "excluded") in simple(first[2])
+    assert ("card", "visa card", None) in simple(first[3])
+    assert first[4] == []
+    for entity in first[0]:
+        assert entity["extractor"] == "SemanticRoleEntityExtractor"
+        assert 0.0 < entity["confidence"] <= 1.0
+        assert TEXTS[0][entity["start"] : entity["end"]] == entity["value"]
+
+    loaded = SemanticRoleEntityExtractor.load(
+        {**SemanticRoleEntityExtractor.get_default_config(), **QUICK},
+        pipeline.storage,
+        resource,
+        pipeline.context,
+    )
+    assert entities_of(loaded, pipeline, TEXTS) == first
+
+
+def test_batch_equals_one_by_one(
+    trained: tuple[SemanticRoleEntityExtractor, Resource], pipeline: Pipeline
+) -> None:
+    extractor, _ = trained
+    batch = entities_of(extractor, pipeline, TEXTS)
+    single = [entities_of(extractor, pipeline, [t])[0] for t in TEXTS]
+    assert batch == single
+
+
+def test_entities_of_other_extractors_are_kept(
+    trained: tuple[SemanticRoleEntityExtractor, Resource], pipeline: Pipeline
+) -> None:
+    extractor, _ = trained
+    text = "send 30 euros to Anna tomorrow"
+    (message,) = pipeline.prepare([Message(data={TEXT: text})])
+    theirs = {
+        "entity": "money",
+        "value": "30 euros",
+        "start": 5,
+        "end": 13,
+        "extractor": "RegexEntityExtractor",
+    }
+    message.set(ENTITIES, [dict(theirs)])
+    extractor.process([message])
+    entities = message.get(ENTITIES)
+    assert entities[0] == theirs
+    ours = [e for e in entities if e["extractor"] == "SemanticRoleEntityExtractor"]
+    assert ours and all(e["start"] >= 13 for e in ours)  # nothing overlapping "30 euros"
+    assert ("person", "Anna", "recipient") in simple(ours)
+
+
+def test_bad_input_never_crashes(
+    trained: tuple[SemanticRoleEntityExtractor, Resource], pipeline: Pipeline
+) -> None:
+    extractor, _ = trained
+    texts = ["", "   ", "🙂🙂🙂", "card " * 2000, "\x00\x01 binary \x7f", "¿Dónde está mi tarjeta?"]
+    results = entities_of(extractor, pipeline, texts)
+    assert len(results) == len(texts)
+    for text, entities in zip(texts, results, strict=True):
+        for e in entities:
+            assert text[e["start"] : e["end"]] == e["value"]
+
+
+def test_missing_model_fails_loudly(pipeline: Pipeline) -> None:
+    with pytest.raises(ModelLoadError, match="rasa train"):
+        SemanticRoleEntityExtractor.load(
+            SemanticRoleEntityExtractor.get_default_config(),
+            pipeline.storage,
+            Resource("never_trained"),
+            pipeline.context,
+        )
+
+
+def test_frames_fill_rare_entity_types_without_a_tagger(pipeline: Pipeline) -> None:
+    # no tagger at all; "amount" and "person" have a few examples, "currency" none
+    extractor = SemanticRoleEntityExtractor(
+        {**SemanticRoleEntityExtractor.get_default_config(), "token_vectors": "none"},
+        pipeline.storage,
+        Resource("frames_only"),
+        tagger=None,
+        entity_counts={"amount": 2, "person": 3},
+        roled_entities={"person"},
+    )
+    (message,) = pipeline.prepare([Message(data={TEXT: "send 75 dollars to Ben and Kwame"})])
+    extractor.process([message])
+    found = simple(message.get(ENTITIES))
+    assert ("amount", "75", None) in found
+    assert ("person", "Ben", "recipient") in found and ("person", "Kwame", "recipient") in found
+    assert not any(kind == "currency" for kind, _, _ in found)  # no examples: not filled
+    assert all(e["confidence"] == 0.5 for e in message.get(ENTITIES))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"token_vectors": "bert"}, "token_vectors"),
+        ({"window": 9}, "window"),
+        ({"min_confidence": 2}, "min_confidence"),
+        ({"role_mapping": [{"entity": "x", "frame_role": "goal"}]}, "frame_role"),
+        ({"colour": "red"}, "unknown"),
+    ],
+)
+def test_bad_config_names_the_key(change: dict[str, Any], message: str, tmp_path: Path) -> None:
+    config = {**SemanticRoleEntityExtractor.get_default_config(), **change}
+    with pytest.raises(ComponentConfigError, match=message):
+        SemanticRoleEntityExtractor(config, LocalModelStorage(tmp_path), Resource("x"))
