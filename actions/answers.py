@@ -107,7 +107,9 @@ class ActionAnswerQuestion(Action):
                     "kb_article": {
                         "id": article.id,
                         "title": article.title,
-                        "confidence": None if reply.confidence is None else round(reply.confidence, 3),
+                        "confidence": None
+                        if reply.confidence is None
+                        else round(reply.confidence, 3),
                     }
                 },
             )

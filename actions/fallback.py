@@ -31,7 +31,9 @@ def fallback_count(tracker: Tracker) -> int:
 
 
 def nothing_fits(
-    dispatcher: CollectingDispatcher, tracker: Tracker, reason: HandoffReason = HandoffReason.KB_NO_ANSWER
+    dispatcher: CollectingDispatcher,
+    tracker: Tracker,
+    reason: HandoffReason = HandoffReason.KB_NO_ANSWER,
 ) -> list[dict[str, Any]]:
     """Ask the customer to rephrase; if they already did, hand over to a person."""
     count = fallback_count(tracker)

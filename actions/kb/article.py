@@ -47,7 +47,15 @@ class Article:
     def content_hash(self) -> str:
         """Hash of everything a customer or the index sees (not `updated_at`)."""
         payload = json.dumps(
-            [self.id, self.intent, self.title, self.answer, self.questions, self.tags, self.language],
+            [
+                self.id,
+                self.intent,
+                self.title,
+                self.answer,
+                self.questions,
+                self.tags,
+                self.language,
+            ],
             ensure_ascii=False,
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
@@ -83,7 +91,9 @@ def _text(raw: Any, key: str, limit: int, source: str, line: int | None) -> str:
     return text
 
 
-def _text_list(raw: Any, key: str, limit: int, count: int, source: str, line: int | None) -> tuple[str, ...]:
+def _text_list(
+    raw: Any, key: str, limit: int, count: int, source: str, line: int | None
+) -> tuple[str, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):

@@ -19,7 +19,9 @@ from scipy import sparse
 class SparseBM25:
     """BM25 scores of a query against every document, in document order."""
 
-    def __init__(self, documents: Sequence[Sequence[str]], k1: float = 1.5, b: float = 0.75) -> None:
+    def __init__(
+        self, documents: Sequence[Sequence[str]], k1: float = 1.5, b: float = 0.75
+    ) -> None:
         self.n_documents = len(documents)
         self.vocabulary: dict[str, int] = {}
         if not documents or not any(documents):

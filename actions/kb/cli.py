@@ -23,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     kb_sub = kb.add_subparsers(dest="kb_command", metavar="ACTION")
     kb_sub.required = True
 
-    imp = kb_sub.add_parser("import", help="add or update articles from a .yml/.jsonl file or folder")
+    imp = kb_sub.add_parser(
+        "import", help="add or update articles from a .yml/.jsonl file or folder"
+    )
     imp.add_argument("path", type=Path)
     imp.add_argument(
         "--replace", action="store_true", help="also delete articles that are not in PATH"
@@ -134,11 +136,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print("no articles match")
         return 0
     for rank, hit in enumerate(hits, start=1):
-        print(f"{rank}. {hit.article.title}  [{hit.article.id}]  confidence {hit.confidence:.2f}  score {hit.score:.3f}")
+        print(
+            f"{rank}. {hit.article.title}  [{hit.article.id}]  confidence {hit.confidence:.2f}  score {hit.score:.3f}"
+        )
     from actions.kb.decision import choose_reply
 
     reply = choose_reply(hits, kb.config)
-    print(f"the bot would: {'answer with 1.' if reply.kind == 'answer' else 'offer choices' if reply.kind == 'choose' else 'ask to rephrase'}")
+    print(
+        f"the bot would: {'answer with 1.' if reply.kind == 'answer' else 'offer choices' if reply.kind == 'choose' else 'ask to rephrase'}"
+    )
     return 0
 
 

@@ -127,9 +127,7 @@ def current_revision(engine: Engine) -> str | None:
 
     try:
         with engine.connect() as connection:
-            context = MigrationContext.configure(
-                connection, opts={"version_table": VERSION_TABLE}
-            )
+            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
             return context.get_current_revision()
     except SQLAlchemyError as e:
         raise DatabaseUnavailableError(f"cannot read the schema version: {_short(e)}") from e

@@ -136,7 +136,9 @@ def _lean_bert_forwards(encoder: Any) -> list[tuple[str, Callable[[str], np.ndar
         out = []
         for layer in model.encoder.layer:
             attention = layer.attention.self
-            qkv_w = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight])
+            qkv_w = torch.cat(
+                [attention.query.weight, attention.key.weight, attention.value.weight]
+            )
             qkv_b = torch.cat([attention.query.bias, attention.key.bias, attention.value.bias])
             post = layer.attention.output
             out.append(
@@ -176,7 +178,7 @@ def _lean_bert_forwards(encoder: Any) -> list[tuple[str, Callable[[str], np.ndar
                 index = torch.tensor(ids)
                 h = word[index] + position[:n] + token_type
                 h = F.layer_norm(h, (hidden,), norm.weight, norm.bias, norm.eps).to(dtype)
-                for (qkv_w, qkv_b, o_w, o_b, g1, b1, e1, i_w, i_b, d_w, d_b, g2, b2, e2) in layers:
+                for qkv_w, qkv_b, o_w, o_b, g1, b1, e1, i_w, i_b, d_w, d_b, g2, b2, e2 in layers:
                     qkv = F.linear(h, qkv_w, qkv_b).view(n, 3, heads, head_dim).permute(1, 2, 0, 3)
                     context = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
                     context = context.permute(1, 0, 2).reshape(n, hidden)

@@ -8,6 +8,8 @@ by the migrations in `actions/kb/migrations` (never `create_all`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Column,
@@ -20,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import declarative_base, relationship
 
-Base = declarative_base()
+Base: Any = declarative_base()
 
 
 class ArticleRow(Base):

@@ -154,7 +154,9 @@ class KnowledgeIndex:
             dense = question + self.config.answer_weight * answer
         top = float(bm25.max()) if len(bm25) else 0.0
         normalised = bm25 / top if top > 0 else np.zeros_like(bm25)
-        return ChannelScores(bm25=bm25, dense=dense, hybrid=dense + self.config.bm25_weight * normalised)
+        return ChannelScores(
+            bm25=bm25, dense=dense, hybrid=dense + self.config.bm25_weight * normalised
+        )
 
     def confidence(self, score: float, best_other: float) -> float:
         """Calibrated probability that an article with `score` is the answer."""

@@ -141,7 +141,9 @@ class KnowledgeBase:
                     self._seed(self.seed_dir)
             self._ready = True
         if self._warm_up:
-            threading.Thread(target=self._build_in_background, name="kb-warm-up", daemon=True).start()
+            threading.Thread(
+                target=self._build_in_background, name="kb-warm-up", daemon=True
+            ).start()
 
     def _build_in_background(self) -> None:
         try:
@@ -232,7 +234,8 @@ class KnowledgeBase:
                 summary = repository.save(articles, replace_all=replace_all)
                 if todo:
                     repository.save_vectors(
-                        key, {a.id: (a.content_hash(), m) for a, m in zip(todo, vectors)}
+                        key,
+                        {a.id: (a.content_hash(), m) for a, m in zip(todo, vectors, strict=True)},
                     )
             return summary
 
@@ -281,7 +284,11 @@ class KnowledgeBase:
         for i, article in enumerate(articles):
             item = stored.get(article.id)
             expected_rows = len(article_texts(article)[0]) + 1
-            if item is None or item.content_hash != article.content_hash() or len(item.matrix) != expected_rows:
+            if (
+                item is None
+                or item.content_hash != article.content_hash()
+                or len(item.matrix) != expected_rows
+            ):
                 vectors.append(None)
                 missing.append(i)
             else:
@@ -289,11 +296,12 @@ class KnowledgeBase:
         if missing:
             logger.info("knowledge base: encoding %d article(s) for %s", len(missing), key)
             fresh = self._encode_articles([articles[i] for i in missing])
-            for i, matrix in zip(missing, fresh):
+            for i, matrix in zip(missing, fresh, strict=True):
                 vectors[i] = matrix
             with session_scope(self._sessions) as session:
                 ArticleRepository(session).save_vectors(
-                    key, {articles[i].id: (articles[i].content_hash(), vectors[i]) for i in missing}  # type: ignore[misc]
+                    key,
+                    {articles[i].id: (articles[i].content_hash(), vectors[i]) for i in missing},  # type: ignore[misc]
                 )
         index = KnowledgeIndex.build(articles, [v for v in vectors if v is not None], self.config)
         logger.info("knowledge base index: %d articles (revision %s)", len(articles), version[0])

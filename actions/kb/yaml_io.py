@@ -38,7 +38,9 @@ def _read(path: Path) -> str:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise ArticleFormatError(f"file is larger than {MAX_FILE_BYTES // 2**20} MiB", str(path))
+            raise ArticleFormatError(
+                f"file is larger than {MAX_FILE_BYTES // 2**20} MiB", str(path)
+            )
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ArticleFormatError(f"not UTF-8 text ({e.reason} at byte {e.start})", str(path)) from e
@@ -74,7 +76,9 @@ def parse_yaml(text: str, source: str = "") -> list[Article]:
         raise ArticleFormatError(f"unknown top-level key(s): {', '.join(unknown)}", source, 1)
     items = data["articles"] or []
     if not isinstance(items, list):
-        raise ArticleFormatError("`articles` must be a list", source, _line_of_key(root, "articles"))
+        raise ArticleFormatError(
+            "`articles` must be a list", source, _line_of_key(root, "articles")
+        )
     item_nodes = _sequence_items(root, "articles")
     articles = []
     for index, raw in enumerate(items):
@@ -153,7 +157,9 @@ def load_path(path: str | Path) -> list[Article]:
         if file.suffix not in SUFFIXES:
             raise ArticleFormatError(f"unsupported file type; use {', '.join(SUFFIXES)}", str(file))
         text = _read(file)
-        parsed = parse_jsonl(text, str(file)) if file.suffix == ".jsonl" else parse_yaml(text, str(file))
+        parsed = (
+            parse_jsonl(text, str(file)) if file.suffix == ".jsonl" else parse_yaml(text, str(file))
+        )
         for article in parsed:
             if article.id in origin:
                 raise ArticleFormatError(

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -42,7 +42,7 @@ from bot.bench.errors import BenchDataError, BenchError
 
 logger = logging.getLogger(__name__)
 
-MODES = ("bm25", "dense", "hybrid")
+MODES: tuple[Literal["bm25", "dense", "hybrid"], ...] = ("bm25", "dense", "hybrid")
 
 
 def add_parser(bench_subparsers: argparse._SubParsersAction) -> None:
@@ -52,8 +52,12 @@ def add_parser(bench_subparsers: argparse._SubParsersAction) -> None:
         help="knowledge-base retrieval: BM25 vs dense vs hybrid (hit@k, MRR, latency)",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
-    parser.add_argument("--faq", type=Path, required=True, help="faq.jsonl or KB .yml/.jsonl/folder")
-    parser.add_argument("--queries", type=Path, required=True, help='JSONL {"text","faq_id"|"intent"}')
+    parser.add_argument(
+        "--faq", type=Path, required=True, help="faq.jsonl or KB .yml/.jsonl/folder"
+    )
+    parser.add_argument(
+        "--queries", type=Path, required=True, help='JSONL {"text","faq_id"|"intent"}'
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for report.json/report.md")
     parser.add_argument("--oos", type=Path, help="questions without an answer (JSONL or NLU YAML)")
     parser.add_argument("--scale", type=int, default=0, help="also time at N articles (generated)")
@@ -94,7 +98,9 @@ def read_queries(path: Path, articles: Sequence[Any]) -> list[Query]:
         except json.JSONDecodeError as e:
             raise BenchDataError(f"{path}:{number}: not valid JSON: {e.msg}") from e
         if not isinstance(raw, dict) or not isinstance(raw.get("text"), str):
-            raise BenchDataError(f'{path}:{number}: expected {{"text", "faq_id"}} or {{"text", "intent"}}')
+            raise BenchDataError(
+                f'{path}:{number}: expected {{"text", "faq_id"}} or {{"text", "intent"}}'
+            )
         if "faq_id" in raw:
             gold = str(raw["faq_id"])
         elif "intent" in raw:
@@ -146,7 +152,10 @@ def generated_articles(articles: Sequence[Any], count: int, seed: int) -> list[A
     from actions.kb.article import Article
 
     rng = random.Random(seed)
-    words = re.findall(r"[A-Za-z][A-Za-z']+", " ".join(f"{a.title} {' '.join(a.questions)} {a.answer}" for a in articles))
+    words = re.findall(
+        r"[A-Za-z][A-Za-z']+",
+        " ".join(f"{a.title} {' '.join(a.questions)} {a.answer}" for a in articles),
+    )
     if not words:
         words = ["account", "card", "payment", "transfer"]
     out = []
@@ -176,7 +185,9 @@ def _calibration(pairs: Sequence[tuple[float, bool]], bins: int = 10) -> dict[st
     table = []
     for b in range(bins):
         low, high = b / bins, (b + 1) / bins
-        mask = (confidences >= low) & ((confidences < high) if b < bins - 1 else (confidences <= high))
+        mask = (confidences >= low) & (
+            (confidences < high) if b < bins - 1 else (confidences <= high)
+        )
         if mask.any():
             ece += mask.mean() * abs(confidences[mask].mean() - correct[mask].mean())
             table.append({"bin": f"{low:.1f}-{high:.1f}", "n": int(mask.sum()),
@@ -232,7 +243,13 @@ def run_benchmark(
     # quality: every article's score in every mode, one encoding per query
     ranks: dict[str, list[int]] = {mode: [] for mode in MODES}
     top_pairs: list[tuple[float, bool]] = []
-    decisions = {"answer": 0, "answer_correct": 0, "choose": 0, "choose_contains_gold": 0, "none": 0}
+    decisions = {
+        "answer": 0,
+        "answer_correct": 0,
+        "choose": 0,
+        "choose_contains_gold": 0,
+        "none": 0,
+    }
     for query in queries:
         text = clean_query(query.text)
         scores = index.channel_scores(text, query_encoder.encode(text))
@@ -302,7 +319,9 @@ def run_benchmark(
 def _cpu_count() -> int:
     import os
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+    )
 
 
 def _time_searches(kb: Any, texts: Sequence[str], mode: str) -> list[float]:
@@ -315,7 +334,14 @@ def _time_searches(kb: Any, texts: Sequence[str], mode: str) -> list[float]:
     return timings
 
 
-def _scaled(kb: Any, articles: Sequence[Any], queries: Sequence[Query], scale: int, seed: int, progress: Callable[[str], None]) -> dict[str, Any]:
+def _scaled(
+    kb: Any,
+    articles: Sequence[Any],
+    queries: Sequence[Query],
+    scale: int,
+    seed: int,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
     """Add generated articles up to `scale`, then measure quality and latency again."""
     extra = generated_articles(articles, scale - len(articles), seed)
     started = time.perf_counter()
@@ -352,14 +378,18 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     for mode in MODES:
         m = report[mode]
-        lines.append(f"| {mode} | {m['hit_at_1']:.4f} | {m['hit_at_3']:.4f} | {m['mrr']:.4f} | {m['query_ms_p50']:.2f} | {m['query_ms_p95']:.2f} |")
+        lines.append(
+            f"| {mode} | {m['hit_at_1']:.4f} | {m['hit_at_3']:.4f} | {m['mrr']:.4f} | {m['query_ms_p50']:.2f} | {m['query_ms_p95']:.2f} |"
+        )
     if "scale" in report:
         s = report["scale"]
         lines += ["", f"## At {s['articles']} articles (generated distractors added)", "",
                   "| mode | hit@1 | p50 ms | p95 ms |", "|---|---:|---:|---:|"]  # fmt: skip
         for mode in MODES:
             m = s[mode]
-            lines.append(f"| {mode} | {m['hit_at_1']:.4f} | {m['query_ms_p50']:.2f} | {m['query_ms_p95']:.2f} |")
+            lines.append(
+                f"| {mode} | {m['hit_at_1']:.4f} | {m['query_ms_p50']:.2f} | {m['query_ms_p95']:.2f} |"
+            )
     d = report["decisions"]["in_scope"]
     lines += ["", "## What the bot would do (hybrid, calibrated thresholds)", "",
               f"- answerable questions: answer {d['answer']:.1%} (of those correct {d['answer_precision']:.1%}), "
@@ -370,7 +400,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- questions without an article ({oos['n']}): answer {oos['answer']:.1%}, "
                      f"offer choices {oos['choose']:.1%}, ask to rephrase {oos['none']:.1%}")  # fmt: skip
     if report.get("calibration"):
-        lines.append(f"- confidence calibration error (ECE) of the top hit: {report['calibration']['ece']:.3f}")
+        lines.append(
+            f"- confidence calibration error (ECE) of the top hit: {report['calibration']['ece']:.3f}"
+        )
     c = report["config"]
     lines += ["", f"Fusion: hybrid = dense + {c['bm25_weight']} × BM25/max(BM25); dense = max cos(question variants) "
               f"+ {c['answer_weight']} × cos(answer view). Latency is one `KnowledgeBase.search` call "

@@ -15,28 +15,74 @@ from tests.actions.kb.fakes import HashingEncoder
 from tests.support import ROOT, child_env
 
 TOPICS = {
-    "card_arrival": ("When will my new card arrive?", "Cards arrive within five working days.", ["my card has still not arrived", "how long does card delivery take"]),
-    "lost_card": ("I lost my card", "Freeze the card in the app and order another.", ["someone stole my card", "my card is missing"]),
-    "exchange_rate": ("Which exchange rate do you use?", "We use the interbank rate.", ["what rate do you use for currency exchange", "is the exchange rate fair"]),
-    "change_pin": ("How do I change my PIN?", "Change it at any cash machine.", ["I want a new PIN number", "change PIN at an ATM"]),
-    "top_up_limit": ("What is the top-up limit?", "You can top up 10,000 per day.", ["how much can I top up", "maximum top up amount"]),
+    "card_arrival": (
+        "When will my new card arrive?",
+        "Cards arrive within five working days.",
+        ["my card has still not arrived", "how long does card delivery take"],
+    ),
+    "lost_card": (
+        "I lost my card",
+        "Freeze the card in the app and order another.",
+        ["someone stole my card", "my card is missing"],
+    ),
+    "exchange_rate": (
+        "Which exchange rate do you use?",
+        "We use the interbank rate.",
+        ["what rate do you use for currency exchange", "is the exchange rate fair"],
+    ),
+    "change_pin": (
+        "How do I change my PIN?",
+        "Change it at any cash machine.",
+        ["I want a new PIN number", "change PIN at an ATM"],
+    ),
+    "top_up_limit": (
+        "What is the top-up limit?",
+        "You can top up 10,000 per day.",
+        ["how much can I top up", "maximum top up amount"],
+    ),
 }
 
 
 @pytest.fixture
 def tiny_faq(tmp_path: Path) -> tuple[Path, Path, Path]:
     faq = tmp_path / "faq.jsonl"
-    faq.write_text("".join(json.dumps({"id": key, "question": q, "answer": a}) + "\n" for key, (q, a, _) in TOPICS.items()))
+    faq.write_text(
+        "".join(
+            json.dumps({"id": key, "question": q, "answer": a}) + "\n"
+            for key, (q, a, _) in TOPICS.items()
+        )
+    )
     queries = tmp_path / "queries.jsonl"
-    queries.write_text("".join(json.dumps({"text": text, "faq_id": key}) + "\n" for key, (_, _, texts) in TOPICS.items() for text in texts))
+    queries.write_text(
+        "".join(
+            json.dumps({"text": text, "faq_id": key}) + "\n"
+            for key, (_, _, texts) in TOPICS.items()
+            for text in texts
+        )
+    )
     oos = tmp_path / "oos.jsonl"
-    oos.write_text("".join(json.dumps({"text": t}) + "\n" for t in ("sing me a song", "what is the weather in Lima")))
+    oos.write_text(
+        "".join(
+            json.dumps({"text": t}) + "\n"
+            for t in ("sing me a song", "what is the weather in Lima")
+        )
+    )
     return faq, queries, oos
 
 
-def test_report_has_every_mode_and_metric(tiny_faq: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_report_has_every_mode_and_metric(
+    tiny_faq: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     faq, queries, oos = tiny_faq
-    report = run_benchmark(faq, queries, tmp_path / "out", oos=oos, scale=40, encoder=HashingEncoder(), progress=lambda _: None)
+    report = run_benchmark(
+        faq,
+        queries,
+        tmp_path / "out",
+        oos=oos,
+        scale=40,
+        encoder=HashingEncoder(),
+        progress=lambda _: None,
+    )
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved == json.loads(json.dumps(report))
     for mode in MODES:
@@ -59,7 +105,9 @@ def test_intent_queries_map_to_the_article_of_the_intent(tmp_path: Path) -> None
 
     articles = [Article(id="refund", intent="refund_not_showing_up", title="T", answer="A")]
     path = tmp_path / "dev.jsonl"
-    path.write_text(json.dumps({"text": "where is my refund", "intent": "Refund_not_showing_up"}) + "\n")
+    path.write_text(
+        json.dumps({"text": "where is my refund", "intent": "Refund_not_showing_up"}) + "\n"
+    )
     assert read_queries(path, articles)[0].gold == "refund"
     assert normalise_intent("reverted_card_payment?") == "reverted_card_payment"
 
@@ -101,4 +149,9 @@ def test_cli_smoke_with_the_real_encoder(tiny_faq: tuple[Path, Path, Path], tmp_
 
 def test_missing_faq_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BenchDataError, match="no such file"):
-        run_benchmark(tmp_path / "nope.jsonl", tmp_path / "q.jsonl", tmp_path / "out", encoder=HashingEncoder())
+        run_benchmark(
+            tmp_path / "nope.jsonl",
+            tmp_path / "q.jsonl",
+            tmp_path / "out",
+            encoder=HashingEncoder(),
+        )

@@ -9,14 +9,22 @@ from actions.kb.errors import ArticleFormatError
 
 
 def _raw(**overrides: object) -> dict[str, object]:
-    raw: dict[str, object] = {"id": "card_arrival", "title": "When will my card arrive?", "answer": "Soon."}
+    raw: dict[str, object] = {
+        "id": "card_arrival",
+        "title": "When will my card arrive?",
+        "answer": "Soon.",
+    }
     raw.update(overrides)
     return raw
 
 
 def test_valid_article_is_normalised() -> None:
     article = article_from_mapping(
-        _raw(title="  When   will my\ncard arrive? ", questions=["Where is it?", "Where is it?"], tags=["cards"])
+        _raw(
+            title="  When   will my\ncard arrive? ",
+            questions=["Where is it?", "Where is it?"],
+            tags=["cards"],
+        )
     )
     assert article.title == "When will my card arrive?"
     assert article.questions == ("Where is it?",)  # duplicates dropped
@@ -52,10 +60,18 @@ def test_content_hash_ignores_update_time_but_not_content() -> None:
     from datetime import datetime
 
     assert article.content_hash() == article.with_updated_at(datetime(2024, 1, 1)).content_hash()
-    assert article.content_hash() != Article(id="a", title="T", answer="A2", questions=("q",)).content_hash()
-    assert article.content_hash() != Article(id="a", title="T", answer="A", questions=("q", "r")).content_hash()
+    assert (
+        article.content_hash()
+        != Article(id="a", title="T", answer="A2", questions=("q",)).content_hash()
+    )
+    assert (
+        article.content_hash()
+        != Article(id="a", title="T", answer="A", questions=("q", "r")).content_hash()
+    )
 
 
 def test_to_dict_round_trips() -> None:
-    article = Article(id="a", title="T", answer="A", intent="i", questions=("q",), tags=("t",), language="pt-BR")
+    article = Article(
+        id="a", title="T", answer="A", intent="i", questions=("q",), tags=("t",), language="pt-BR"
+    )
     assert article_from_mapping(article.to_dict()) == article

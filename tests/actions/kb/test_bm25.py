@@ -20,7 +20,9 @@ def test_scores_equal_rank_bm25() -> None:
     reference = BM25Okapi(DOCS)
     index = SparseBM25(DOCS)
     for query in (["card"], ["pin", "atm"], ["card", "card", "lost"], ["exchang", "nothing"]):
-        np.testing.assert_allclose(index.scores(query), reference.get_scores(query), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            index.scores(query), reference.get_scores(query), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_unknown_terms_and_empty_inputs_score_zero() -> None:

@@ -20,7 +20,9 @@ def test_fresh_database_gets_every_table(db_url: str) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
     assert current_revision(engine) == "0002_vectors"
-    assert {"kb_articles", "kb_questions", "kb_vectors", "kb_state", VERSION_TABLE} <= _tables(engine)
+    assert {"kb_articles", "kb_questions", "kb_vectors", "kb_state", VERSION_TABLE} <= _tables(
+        engine
+    )
     upgrade(engine)  # idempotent
     assert current_revision(engine) == "0002_vectors"
 
@@ -29,9 +31,13 @@ def test_upgrade_keeps_existing_articles_and_foreign_tables(db_url: str) -> None
     engine = make_engine(db_url)
     # another component's tables in the same database: Rasa's tracker store and an alembic history
     with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id VARCHAR(255))"))
+        connection.execute(
+            sa.text("CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id VARCHAR(255))")
+        )
         connection.execute(sa.text("INSERT INTO events (id, sender_id) VALUES (1, 'customer')"))
-        connection.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        connection.execute(
+            sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        )
         connection.execute(sa.text("INSERT INTO alembic_version VALUES ('someone_elses_rev')"))
     upgrade(engine, "0001_articles")
     now = datetime(2024, 1, 1)
@@ -41,13 +47,25 @@ def test_upgrade_keeps_existing_articles_and_foreign_tables(db_url: str) -> None
                 "INSERT INTO kb_articles (id, intent, title, answer, tags, language, content_hash, created_at, updated_at) "
                 "VALUES (:id, NULL, :title, :answer, :tags, 'en', 'x', :now, :now)"
             ),
-            {"id": "old", "title": "Old article", "answer": "Still here.", "tags": "[]", "now": now},
+            {
+                "id": "old",
+                "title": "Old article",
+                "answer": "Still here.",
+                "tags": "[]",
+                "now": now,
+            },
         )
     upgrade(engine)
     with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT title FROM kb_articles WHERE id = 'old'")).scalar() == "Old article"
+        assert (
+            connection.execute(sa.text("SELECT title FROM kb_articles WHERE id = 'old'")).scalar()
+            == "Old article"
+        )
         assert connection.execute(sa.text("SELECT sender_id FROM events")).scalar() == "customer"
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "someone_elses_rev"
+        assert (
+            connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            == "someone_elses_rev"
+        )
     assert current_revision(engine) == "0002_vectors"
 
 

@@ -15,7 +15,9 @@ from actions.kb.service import KnowledgeBase
 from tests.actions.kb.fakes import HashingEncoder
 
 
-def _kb(db_url: str, seed_dir: Path | None = None, encoder: HashingEncoder | None = None) -> KnowledgeBase:
+def _kb(
+    db_url: str, seed_dir: Path | None = None, encoder: HashingEncoder | None = None
+) -> KnowledgeBase:
     return KnowledgeBase(db_url, encoder=encoder or HashingEncoder(), seed_dir=seed_dir)
 
 
@@ -27,7 +29,9 @@ def test_seeds_an_empty_database_on_first_use(db_url: str, kb_dir: Path) -> None
     assert len(_kb(db_url, kb_dir).articles()) == 4
 
 
-def test_import_search_edit_search_without_restart(db_url: str, kb_dir: Path, tmp_path: Path) -> None:
+def test_import_search_edit_search_without_restart(
+    db_url: str, kb_dir: Path, tmp_path: Path
+) -> None:
     bot = _kb(db_url, kb_dir)  # the action server's instance
     editor = _kb(db_url)  # another process: the CLI
     assert bot.search("how do I change my PIN")[0].article.id == "change_pin"
@@ -35,7 +39,7 @@ def test_import_search_edit_search_without_restart(db_url: str, kb_dir: Path, tm
     new = tmp_path / "new.yml"
     new.write_text(
         "articles:\n  - id: savings_vault\n    title: Saving money in a vault\n"
-        "    questions: [\"How do I open a savings vault?\"]\n    answer: Open Vaults in the app.\n"
+        '    questions: ["How do I open a savings vault?"]\n    answer: Open Vaults in the app.\n'
     )
     assert editor.import_path(new).added == 1
     hits = bot.search("open a savings vault")
@@ -45,7 +49,10 @@ def test_import_search_edit_search_without_restart(db_url: str, kb_dir: Path, tm
         id="savings_vault", title="Saving money in a vault", questions=("How do I open a savings vault?",),
         answer="Vaults are under Accounts > Vaults.",
     )])  # fmt: skip
-    assert bot.search("open a savings vault")[0].article.answer == "Vaults are under Accounts > Vaults."
+    assert (
+        bot.search("open a savings vault")[0].article.answer
+        == "Vaults are under Accounts > Vaults."
+    )
     assert bot.get("savings_vault").answer == "Vaults are under Accounts > Vaults."  # type: ignore[union-attr]
 
     editor.delete(["savings_vault"])
@@ -73,10 +80,14 @@ def test_reimport_of_unchanged_articles_changes_nothing(db_url: str, kb_dir: Pat
     assert (summary.added, summary.updated, summary.unchanged) == (0, 0, 4)
 
 
-def test_replace_removes_articles_missing_from_the_file(db_url: str, kb_dir: Path, tmp_path: Path) -> None:
+def test_replace_removes_articles_missing_from_the_file(
+    db_url: str, kb_dir: Path, tmp_path: Path
+) -> None:
     kb = _kb(db_url, kb_dir)
     only = tmp_path / "only.jsonl"
-    only.write_text(json.dumps({"id": "solo", "question": "Is this the only article?", "answer": "Yes."}) + "\n")
+    only.write_text(
+        json.dumps({"id": "solo", "question": "Is this the only article?", "answer": "Yes."}) + "\n"
+    )
     summary = kb.import_path(only, replace_all=True)
     assert (summary.added, summary.removed) == (1, 4)
     assert [a.id for a in kb.articles()] == ["solo"]
@@ -119,7 +130,9 @@ def test_database_down_is_a_knowledge_base_error(tmp_path: Path, kb_dir: Path) -
     kb = _kb(url, kb_dir)
     assert kb.search("card")
     engine = sa.create_engine(url)
-    with engine.begin() as connection:  # the database loses our tables (e.g. restored from an old backup)
+    with (
+        engine.begin() as connection
+    ):  # the database loses our tables (e.g. restored from an old backup)
         connection.execute(sa.text("DROP TABLE kb_state"))
     with pytest.raises(DatabaseUnavailableError):
         kb.search("card")

@@ -31,9 +31,17 @@ def test_small_kb_parses_with_optional_fields() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        ("articles:\n  - id: a\n    title: T\n    answer: A\n  - id: b\n    title: T\n", 5, "lacks answer"),
+        (
+            "articles:\n  - id: a\n    title: T\n    answer: A\n  - id: b\n    title: T\n",
+            5,
+            "lacks answer",
+        ),
         ("articles:\n  - id: a\n    title: [T\n", 4, "not valid YAML"),
-        ("articles:\n  - id: a\n    title: T\n    answer: A\n  - id: a\n    title: U\n    answer: B\n", 5, "duplicate article id"),
+        (
+            "articles:\n  - id: a\n    title: T\n    answer: A\n  - id: a\n    title: U\n    answer: B\n",
+            5,
+            "duplicate article id",
+        ),
         ("faq:\n  - id: a\n", 1, "articles"),
         ("articles:\n  - id: a\n    title: T\n    answer: A\n    answr: typo\n", 2, "unknown key"),
     ],
@@ -51,7 +59,9 @@ def test_jsonl_faq_format_and_errors() -> None:
         {"id": "f2", "title": "Delete account", "answer": "Go to settings.", "questions": ["remove my account"]},
     ])  # fmt: skip
     articles = parse_jsonl(good, "faq.jsonl")
-    assert articles[0].title == "How do I strike text?" and articles[1].questions == ("remove my account",)
+    assert articles[0].title == "How do I strike text?" and articles[1].questions == (
+        "remove my account",
+    )
     with pytest.raises(ArticleFormatError, match="faq.jsonl:2: not valid JSON"):
         parse_jsonl('{"id": "a", "title": "t", "answer": "a"}\n{broken', "faq.jsonl")
 
