@@ -171,10 +171,14 @@ def test_a_button_press_answers_the_chosen_article(
 def test_nothing_fits_asks_to_rephrase_once_then_hands_over(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kb_dir: Path
 ) -> None:
+    strict = RetrievalConfig(answer_threshold=0.999, choice_threshold=0.99)  # nothing is close
     _use_kb(
         monkeypatch,
         KnowledgeBase(
-            f"sqlite:///{tmp_path / 'bot.db'}", encoder=HashingEncoder(), seed_dir=kb_dir
+            f"sqlite:///{tmp_path / 'bot.db'}",
+            encoder=HashingEncoder(),
+            seed_dir=kb_dir,
+            config=strict,
         ),
     )
     messages, events = _run(
