@@ -7,21 +7,31 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def pool_pieces_to_tokens(
-    vectors: np.ndarray, offsets: np.ndarray, spans: Sequence[tuple[int, int]]
-) -> np.ndarray:
-    """Mean of the piece vectors overlapping each (start, end) token span.
+def alignment_matrix(offsets: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    """(n_tokens, n_pieces) row-stochastic matrix: token vector = matrix @ piece vectors.
 
-    A token with no overlapping piece (truncated away, or characters the tokenizer dropped)
-    gets the mean of all pieces, so every token has a vector.
+    Each token averages the pieces overlapping its (start, end) span; a token with no
+    overlapping piece (truncated away, or characters the tokenizer dropped) averages all
+    pieces, so every token has a vector.
     """
-    dim = vectors.shape[1] if vectors.ndim == 2 else 0
-    out = np.zeros((len(spans), dim), dtype=np.float32)
-    if len(spans) == 0:
-        return out
-    fallback = vectors.mean(axis=0) if len(vectors) else np.zeros(dim, dtype=np.float32)
+    n_pieces = len(offsets)
+    matrix = np.zeros((len(spans), n_pieces), dtype=np.float32)
+    if n_pieces == 0:
+        return matrix
     starts, ends = offsets[:, 0], offsets[:, 1]
     for row, (start, end) in enumerate(spans):
         overlap = (starts < end) & (ends > start) & (ends > starts)
-        out[row] = vectors[overlap].mean(axis=0) if overlap.any() else fallback
-    return out
+        if not overlap.any():
+            overlap = np.ones(n_pieces, dtype=bool)
+        matrix[row, overlap] = 1.0 / overlap.sum()
+    return matrix
+
+
+def pool_pieces_to_tokens(
+    vectors: np.ndarray, offsets: np.ndarray, spans: Sequence[tuple[int, int]]
+) -> np.ndarray:
+    """Mean of the piece vectors overlapping each (start, end) token span (see above)."""
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    if len(spans) == 0 or len(vectors) == 0:
+        return np.zeros((len(spans), dim), dtype=np.float32)
+    return (alignment_matrix(offsets, spans) @ vectors).astype(np.float32)

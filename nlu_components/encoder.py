@@ -102,6 +102,22 @@ class SentenceEncoder:
         self.dim = int(self.model.config.hidden_size)
         self._lock = threading.Lock()
 
+    def with_state(self, state: dict[str, object]) -> SentenceEncoder:
+        """A copy of this encoder whose weights are updated from `state` (fine-tuned layers)."""
+        import copy
+
+        clone = copy.copy(self)
+        clone.model = copy.deepcopy(self.model)
+        missing = set(state) - set(clone.model.state_dict())
+        if missing:
+            raise ComponentConfigError(
+                f"fine-tuned weights do not fit encoder {self.path}: unknown {sorted(missing)[:3]}"
+            )
+        clone.model.load_state_dict(state, strict=False)
+        clone.model.eval()
+        clone._lock = threading.Lock()
+        return clone
+
     def _batches(self, texts: Sequence[str]) -> list[list[int]]:
         # sort by length so each batch pads little; results are put back in input order
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

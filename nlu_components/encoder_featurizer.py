@@ -30,9 +30,7 @@ from nlu_components.errors import ComponentConfigError
 logger = logging.getLogger(__name__)
 
 
-@DefaultV1Recipe.register(
-    DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False
-)
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
 class TransformerEncoderFeaturizer(DenseFeaturizer, GraphComponent):
     """Dense sequence and sentence features from a PyTorch transformer encoder."""
 

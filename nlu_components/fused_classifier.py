@@ -24,8 +24,10 @@ from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, PREDICTED_CONFIDE
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from nlu_components.encoder_featurizer import TransformerEncoderFeaturizer
+from nlu_components.align import pool_pieces_to_tokens
+from nlu_components.encoder import SentenceEncoder, load_encoder
 from nlu_components.errors import ComponentConfigError, ModelLoadError
+from nlu_components.finetune import FineTuneConfig, finetune
 from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig
 from nlu_components.syntax import TOKEN_FEATURE_DIM
 from nlu_components.syntax_featurizer import SYNTAX_CUES, SYNTAX_TOKEN_FEATURES, SyntaxFeaturizer
@@ -39,15 +41,15 @@ NLU_FALLBACK = "nlu_fallback"
 _FUSION_KEYS = {f.name for f in fields(FusionConfig)}
 
 
-@DefaultV1Recipe.register(
-    DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True
-)
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
 class FusedIntentClassifier(IntentClassifier, GraphComponent):
     """Intent classifier fusing a transformer language model with dependency syntax."""
 
     @classmethod
     def required_components(cls) -> list[type]:
-        return [TransformerEncoderFeaturizer, SyntaxFeaturizer]
+        # frozen mode also needs TransformerEncoderFeaturizer (checked when training);
+        # fine-tuning mode encodes with its own fine-tuned copy of the encoder
+        return [SyntaxFeaturizer]
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
@@ -55,7 +57,19 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             # Which views to use: [encoder, syntax] is the fused model; one alone is an ablation.
             "views": ["encoder", "syntax"],
             # `frozen`: the encoder stays fixed and only the fusion network trains (minutes).
+            # `finetune`: then the top `finetune_layers` encoder layers train with the head
+            # (better accuracy, tens of minutes on a small CPU); the fine-tuned layers are
+            # stored with the model and TransformerEncoderFeaturizer is not needed.
             "mode": "frozen",
+            "finetune_layers": 2,
+            "finetune_epochs": 3,
+            "finetune_batch_size": 32,
+            "finetune_encoder_learning_rate": 0.00003,
+            "finetune_head_learning_rate": 0.0003,
+            # Encoder the fine-tuning mode starts from (null = the MiniLM package) and its
+            # word-piece limit; use the same values as TransformerEncoderFeaturizer.
+            "model_path": None,
+            "max_length": 64,
             # Width of the fused representation and of the syntax-guided attention.
             "hidden_dim": 256,
             # Width of each syntax cue's embedding (projected to hidden_dim).
@@ -102,21 +116,49 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
         model_storage: ModelStorage,
         resource: Resource,
         model: FusionClassifierModel | None = None,
+        encoder: SentenceEncoder | None = None,
     ) -> None:
         self.component_config = config
         self._model_storage = model_storage
         self._resource = resource
         self.model = model
+        #: fine-tuning mode only: the encoder with the fine-tuned top layers
+        self.encoder = encoder
 
     @staticmethod
     def fusion_config(config: dict[str, Any]) -> FusionConfig:
-        if config.get("mode", "frozen") != "frozen":
+        mode = config.get("mode", "frozen")
+        if mode not in {"frozen", "finetune"}:
             raise ComponentConfigError(
-                f"FusedIntentClassifier: mode {config['mode']!r} is not available; use `frozen`"
+                f"FusedIntentClassifier: unknown mode {mode!r}; use `frozen` or `finetune`"
             )
         options = {k: v for k, v in config.items() if k in _FUSION_KEYS}
         options["views"] = tuple(options.get("views", ("encoder", "syntax")))
+        if mode == "finetune":
+            if "encoder" not in options["views"]:
+                raise ComponentConfigError("mode `finetune` needs the `encoder` view")
+            options["refit_on_all"] = False  # the held-out slice steers fine-tuning
         return FusionConfig(**options)
+
+    @staticmethod
+    def finetune_config(config: dict[str, Any]) -> FineTuneConfig:
+        return FineTuneConfig(
+            layers=config["finetune_layers"],
+            epochs=config["finetune_epochs"],
+            batch_size=config["finetune_batch_size"],
+            encoder_learning_rate=config["finetune_encoder_learning_rate"],
+            head_learning_rate=config["finetune_head_learning_rate"],
+            threads=config["training_threads"],
+        )
+
+    @property
+    def finetuning(self) -> bool:
+        return self.component_config["mode"] == "finetune"
+
+    def _base_encoder(self) -> SentenceEncoder:
+        return load_encoder(
+            self.component_config["model_path"], max_length=self.component_config["max_length"]
+        )
 
     @classmethod
     def create(
@@ -128,13 +170,16 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
     ) -> FusedIntentClassifier:
         config = {**cls.get_default_config(), **config}
         cls.fusion_config(config)  # fail at graph build time on a bad config
+        if config["mode"] == "finetune":
+            cls.finetune_config(config)
         return cls(config, model_storage, resource)
 
     # ------------------------------------------------------------------ features
     @staticmethod
     def _example(message: Message) -> Example | None:
         sequence, sentence = message.get_dense_features(
-            TEXT, featurizers=[]  # all dense text features; ours is the only dense featurizer
+            TEXT,
+            featurizers=[],  # all dense text features; ours is the only dense featurizer
         )
         if sentence is None or sequence is None:
             return None
@@ -148,15 +193,51 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             cues=list(message.get(SYNTAX_CUES) or []),
         )
 
+    @staticmethod
+    def _spans(message: Message) -> list[tuple[int, int]]:
+        return [(t.start, t.end) for t in message.get(TOKENS_NAMES[TEXT]) or []]
+
+    def _encoded_examples(
+        self, messages: list[Message], encoder: SentenceEncoder, threads: int
+    ) -> list[Example]:
+        """Examples whose vectors come from `encoder` (fine-tuning mode)."""
+        encodings = encoder.encode_tokens([m.get(TEXT) or "" for m in messages], threads)
+        examples = []
+        for message, encoding in zip(messages, encodings):
+            token_syntax = message.get(SYNTAX_TOKEN_FEATURES)
+            examples.append(
+                Example(
+                    tokens=pool_pieces_to_tokens(
+                        encoding.vectors, encoding.offsets, self._spans(message)
+                    ),
+                    sentence=encoding.sentence,
+                    token_syntax=np.zeros((0, TOKEN_FEATURE_DIM), np.float32)
+                    if token_syntax is None
+                    else token_syntax,
+                    cues=list(message.get(SYNTAX_CUES) or []),
+                )
+            )
+        return examples
+
     # ------------------------------------------------------------------ training
     def train(self, training_data: TrainingData) -> Resource:
         examples: list[Example] = []
         labels: list[str] = []
-        for message in training_data.intent_examples:
-            example = self._example(message)
-            if example is not None and message.get(INTENT):
-                examples.append(example)
-                labels.append(message.get(INTENT))
+        messages = [
+            m for m in training_data.intent_examples if m.get(INTENT) and m.get(TOKENS_NAMES[TEXT])
+        ]
+        if self.finetuning:
+            encoder = self._base_encoder()
+            examples = self._encoded_examples(
+                messages, encoder, self.component_config["training_threads"]
+            )
+            labels = [m.get(INTENT) for m in messages]
+        else:
+            for message in messages:
+                example = self._example(message)
+                if example is not None:
+                    examples.append(example)
+                    labels.append(message.get(INTENT))
         if not examples:
             raise ComponentConfigError(
                 "FusedIntentClassifier found no featurized intent examples: put "
@@ -166,6 +247,17 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
         self.model = FusionClassifierModel.train(
             examples, labels, self.fusion_config(self.component_config)
         )
+        if self.finetuning:
+            self.model = finetune(
+                self.model,
+                encoder,
+                examples,
+                [m.get(TEXT) for m in messages],
+                [self._spans(m) for m in messages],
+                labels,
+                self.finetune_config(self.component_config),
+            )
+            self.encoder = encoder.with_state(self.model.encoder_state or {})
         with self._model_storage.write_to(self._resource) as directory:
             self.model.save(directory)
         return self._resource
@@ -187,13 +279,25 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             raise ModelLoadError(
                 f"FusedIntentClassifier: no trained model in storage ({e}); run `rasa train`"
             ) from e
-        return cls(config, model_storage, resource, model)
+        encoder = None
+        if config["mode"] == "finetune":
+            if not model.encoder_state:
+                raise ModelLoadError("FusedIntentClassifier: fine-tuned layers missing; retrain")
+            base = load_encoder(config["model_path"], max_length=config["max_length"])
+            encoder = base.with_state(model.encoder_state)
+        return cls(config, model_storage, resource, model, encoder)
 
     # ------------------------------------------------------------------ prediction
     def process(self, messages: list[Message]) -> list[Message]:
         if self.model is None:
             raise ModelLoadError("FusedIntentClassifier is not trained; run `rasa train`")
-        pending = [(m, self._example(m)) for m in messages]
+        if self.encoder is not None:
+            with_text = [m for m in messages if m.get(TOKENS_NAMES[TEXT])]
+            encoded = self._encoded_examples(with_text, self.encoder, 1)
+            by_id = {id(m): e for m, e in zip(with_text, encoded)}
+            pending = [(m, by_id.get(id(m))) for m in messages]
+        else:
+            pending = [(m, self._example(m)) for m in messages]
         ready = [(m, e) for m, e in pending if e is not None]
         for message, _ in pending:
             if not any(message is m for m, _ in ready):
@@ -206,7 +310,9 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
     def _set_unknown(self, message: Message) -> None:
         # empty or untokenizable text: nothing to classify — say so with zero confidence
         name = self._oos_name()
-        message.set(INTENT, {INTENT_NAME_KEY: name, PREDICTED_CONFIDENCE_KEY: 0.0}, add_to_output=True)
+        message.set(
+            INTENT, {INTENT_NAME_KEY: name, PREDICTED_CONFIDENCE_KEY: 0.0}, add_to_output=True
+        )
         message.set("intent_ranking", [], add_to_output=True)
         message.set(EXPLANATION, {"reason": "empty message"}, add_to_output=True)
 
@@ -228,12 +334,19 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             "oos_intent"
         ] and model.is_out_of_scope(prediction)
         if below_threshold:
-            top = {INTENT_NAME_KEY: self._oos_name(), PREDICTED_CONFIDENCE_KEY: 1.0 - top[PREDICTED_CONFIDENCE_KEY]}
+            top = {
+                INTENT_NAME_KEY: self._oos_name(),
+                PREDICTED_CONFIDENCE_KEY: 1.0 - top[PREDICTED_CONFIDENCE_KEY],
+            }
         message.set(INTENT, top, add_to_output=True)
         message.set("intent_ranking", ranking, add_to_output=True)
-        message.set(EXPLANATION, self._explanation(message, prediction, below_threshold), add_to_output=True)
+        message.set(
+            EXPLANATION, self._explanation(message, prediction, below_threshold), add_to_output=True
+        )
 
-    def _explanation(self, message: Message, prediction: Any, below_threshold: bool) -> dict[str, Any]:
+    def _explanation(
+        self, message: Message, prediction: Any, below_threshold: bool
+    ) -> dict[str, Any]:
         n = self.component_config["explanation_cues"]
         tokens = message.get(TOKENS_NAMES[TEXT]) or []
         weighted = sorted(
@@ -242,7 +355,8 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
         explanation: dict[str, Any] = {
             "syntax_weight": None if prediction.gate is None else round(prediction.gate, 4),
             "syntax_cues": [
-                {"cue": cue, "effect": round(score, 4)} for cue, score in prediction.cue_contributions[:n]
+                {"cue": cue, "effect": round(score, 4)}
+                for cue, score in prediction.cue_contributions[:n]
             ],
             "attended_tokens": [{"token": t, "weight": round(w, 4)} for t, w in weighted],
             "temperature": round(self.model.temperature, 4) if self.model else None,

@@ -144,7 +144,9 @@ class FusionNet(nn.Module):
                 scores = scores.squeeze(-1).masked_fill(~mask, -1e4)
                 weights = torch.softmax(scores, dim=-1)
                 aux["attention"] = weights
-                pooled = torch.cat([sentence, torch.bmm(weights.unsqueeze(1), tokens).squeeze(1)], -1)
+                pooled = torch.cat(
+                    [sentence, torch.bmm(weights.unsqueeze(1), tokens).squeeze(1)], -1
+                )
             m = self.act(self.enc_proj(pooled))
         if self.use_syntax:
             bag = self.cue_emb(cue_ids, cue_offsets, per_sample_weights=cue_weights)
@@ -204,6 +206,9 @@ class FusionClassifierModel:
         self.reference = np.zeros((0, enc_dim), dtype=np.float16)
         self.best_epochs = 0
         self.validation_accuracy: float | None = None
+        #: Fine-tuned encoder layers (fine-tuning mode) and how many top layers they are.
+        self.encoder_state: dict[str, torch.Tensor] | None = None
+        self.finetune_layers = 0
         self.net = FusionNet(enc_dim, syn_dim, len(cue_vocab), len(labels), config)
 
     # ---------------------------------------------------------------- inputs
@@ -250,9 +255,16 @@ class FusionClassifierModel:
         if len(label_list) < 2:
             raise ComponentConfigError("the fused classifier needs at least two intents")
         counts = Counter(c for e in examples for c in set(e.cues))
-        vocab = {c: i for i, c in enumerate(sorted(k for k, v in counts.items() if v >= config.min_cue_count))}
+        vocab = {
+            c: i
+            for i, c in enumerate(sorted(k for k, v in counts.items() if v >= config.min_cue_count))
+        }
         enc_dim = int(examples[0].sentence.shape[-1])
-        syn_dim = int(examples[0].token_syntax.shape[-1]) if len(examples[0].token_syntax.shape) == 2 else 1
+        syn_dim = (
+            int(examples[0].token_syntax.shape[-1])
+            if len(examples[0].token_syntax.shape) == 2
+            else 1
+        )
         y = np.array([label_list.index(label) for label in labels])
         train_idx, val_idx = _stratified_split(y, config.validation_fraction, config.seed)
         previous_threads = torch.get_num_threads()
@@ -261,39 +273,36 @@ class FusionClassifierModel:
             torch.manual_seed(config.seed)
             model = cls(config, label_list, vocab, enc_dim, syn_dim)
             best_epochs, val_acc = model._fit(examples, y, train_idx, val_idx, config.epochs)
-            val_logits = model._logits([examples[i] for i in val_idx])
-            temperature = _fit_temperature(val_logits, torch.from_numpy(y[val_idx]))
-            threshold = model._oos_threshold(val_logits / temperature, y[val_idx])
             in_scope = _in_scope_mask(label_list, y, config.oos_intent)
-            model.reference = _reference([examples[i] for i in train_idx if in_scope[i]])
-            val_in = [i for i in val_idx if in_scope[i]]
-            similarity_threshold = (
-                float(np.quantile(model._similarity([examples[i] for i in val_in]), config.oos_in_scope_rejection))
-                if val_in and len(model.reference)
-                else None
+            model.calibrate(
+                [examples[i] for i in val_idx],
+                y[val_idx],
+                [examples[i] for i in train_idx if in_scope[i]],
             )
             if config.refit_on_all and len(val_idx):
                 torch.manual_seed(config.seed)
-                model = cls(config, label_list, vocab, enc_dim, syn_dim)
+                refit = cls(config, label_list, vocab, enc_dim, syn_dim)
                 # same learning-rate schedule as the early-stopped run, stopped at its best epoch
-                model._fit(
-                    examples, y, np.arange(len(y)), np.array([], dtype=int), config.epochs, best_epochs
+                refit._fit(
+                    examples,
+                    y,
+                    np.arange(len(y)),
+                    np.array([], dtype=int),
+                    config.epochs,
+                    best_epochs,
                 )
-            model.reference = _reference([e for e, keep in zip(examples, in_scope) if keep])
-            model.temperature = temperature
-            model.oos_threshold = config.oos_threshold if config.oos_threshold is not None else threshold
-            model.similarity_threshold = (
-                config.oos_similarity_threshold
-                if config.oos_similarity_threshold is not None
-                else similarity_threshold
-            )
+                refit.temperature = model.temperature
+                refit.oos_threshold = model.oos_threshold
+                refit.similarity_threshold = model.similarity_threshold
+                refit.reference = _reference([e for e, keep in zip(examples, in_scope) if keep])
+                model = refit
             model.best_epochs = best_epochs
             model.validation_accuracy = val_acc
         finally:
             torch.set_num_threads(previous_threads)
         logger.info(
             "fused classifier: %d epochs, held-out accuracy %.4f, temperature %.3f, OOS threshold %s",
-            best_epochs, val_acc, temperature, model.oos_threshold,
+            best_epochs, val_acc, model.temperature, model.oos_threshold,
         )  # fmt: skip
         return model
 
@@ -338,7 +347,9 @@ class FusionClassifierModel:
             if len(val_idx) == 0:
                 continue
             accuracy = float(
-                (self._logits([examples[i] for i in val_idx]).argmax(-1).numpy() == y[val_idx]).mean()
+                (
+                    self._logits([examples[i] for i in val_idx]).argmax(-1).numpy() == y[val_idx]
+                ).mean()
             )
             if accuracy > best[0]:
                 best = (accuracy, epoch, {k: v.clone() for k, v in self.net.state_dict().items()})
@@ -360,6 +371,39 @@ class FusionClassifierModel:
                 batch = self._batch(examples[start : start + batch_size])
                 outputs.append(self.net(*batch.inputs())[0])
         return torch.cat(outputs) if outputs else torch.zeros((0, len(self.labels)))
+
+    def split(self, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Label ids and the (train, held-out) split `train` uses for these labels."""
+        y = np.array([self.labels.index(label) for label in labels])
+        return (y, *_stratified_split(y, self.config.validation_fraction, self.config.seed))
+
+    def in_scope(self, y: np.ndarray) -> np.ndarray:
+        return _in_scope_mask(self.labels, y, self.config.oos_intent)
+
+    def calibrate(
+        self, held_out: Sequence[Example], y_held_out: np.ndarray, reference: Sequence[Example]
+    ) -> None:
+        """Temperature, confidence threshold and similarity threshold from a held-out slice.
+
+        `reference` are the in-scope training messages novelty is measured against.
+        """
+        config = self.config
+        logits = self._logits(held_out)
+        self.temperature = _fit_temperature(logits, torch.from_numpy(y_held_out))
+        threshold = self._oos_threshold(logits / self.temperature, y_held_out)
+        self.oos_threshold = config.oos_threshold if config.oos_threshold is not None else threshold
+        self.reference = _reference(list(reference))
+        in_scope = [e for e, keep in zip(held_out, self.in_scope(y_held_out)) if keep]
+        similarity_threshold = (
+            float(np.quantile(self._similarity(in_scope), config.oos_in_scope_rejection))
+            if in_scope and len(self.reference)
+            else None
+        )
+        self.similarity_threshold = (
+            config.oos_similarity_threshold
+            if config.oos_similarity_threshold is not None
+            else similarity_threshold
+        )
 
     def _oos_threshold(self, logits: torch.Tensor, y: np.ndarray) -> float | None:
         """Confidence below which an in-scope prediction becomes out-of-scope.
@@ -386,8 +430,14 @@ class FusionClassifierModel:
 
     def is_out_of_scope(self, prediction: Prediction) -> bool:
         """Whether a prediction falls below either calibrated out-of-scope threshold."""
-        too_unsure = self.oos_threshold is not None and float(prediction.probabilities.max()) < self.oos_threshold
-        too_novel = self.similarity_threshold is not None and prediction.similarity < self.similarity_threshold
+        too_unsure = (
+            self.oos_threshold is not None
+            and float(prediction.probabilities.max()) < self.oos_threshold
+        )
+        too_novel = (
+            self.similarity_threshold is not None
+            and prediction.similarity < self.similarity_threshold
+        )
         return too_unsure or too_novel
 
     # ---------------------------------------------------------------- prediction
@@ -425,7 +475,9 @@ class FusionClassifierModel:
                 aux["attention"][row, :length].detach().tolist() if "attention" in aux else []
             )
             results.append(
-                Prediction(probs_np[row], float(similarity[row]), gate, contributions, token_weights)
+                Prediction(
+                    probs_np[row], float(similarity[row]), gate, contributions, token_weights
+                )
             )
         return results
 
@@ -434,6 +486,8 @@ class FusionClassifierModel:
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.contiguous() for k, v in self.net.state_dict().items()}
         tensors["__reference__"] = torch.from_numpy(self.reference.astype(np.float16))
+        for name, value in (self.encoder_state or {}).items():
+            tensors[f"__encoder__.{name}"] = value.contiguous()
         save_file(tensors, str(directory / self.WEIGHTS_FILE))
         meta = {
             "config": asdict(self.config),
@@ -446,32 +500,43 @@ class FusionClassifierModel:
             "similarity_threshold": self.similarity_threshold,
             "best_epochs": self.best_epochs,
             "validation_accuracy": self.validation_accuracy,
+            "finetune_layers": self.finetune_layers,
         }
         (directory / self.META_FILE).write_text(json.dumps(meta), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> FusionClassifierModel:
+        """Load a saved model; `ModelLoadError` (naming the fix) if files are missing or stale."""
         try:
             meta = json.loads((directory / cls.META_FILE).read_text(encoding="utf-8"))
             state = load_file(str(directory / cls.WEIGHTS_FILE))
-        except (OSError, ValueError) as e:
+            config_dict = dict(meta["config"], views=tuple(meta["config"]["views"]))
+            model = cls(
+                FusionConfig(**config_dict),
+                meta["labels"],
+                meta["cue_vocab"],
+                meta["enc_dim"],
+                meta["syn_dim"],
+            )
+            model.reference = state.pop("__reference__").numpy()
+            encoder_keys = [k for k in state if k.startswith("__encoder__.")]
+            if encoder_keys:
+                model.encoder_state = {
+                    k.removeprefix("__encoder__."): state.pop(k) for k in encoder_keys
+                }
+            model.net.load_state_dict(state)
+            model.temperature = float(meta["temperature"])
+            model.oos_threshold = meta["oos_threshold"]
+            model.similarity_threshold = meta["similarity_threshold"]
+            model.best_epochs = meta["best_epochs"]
+            model.validation_accuracy = meta["validation_accuracy"]
+            model.finetune_layers = int(meta.get("finetune_layers", 0))
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
             raise ModelLoadError(
-                f"fused classifier files in {directory} are missing or corrupt ({e}); retrain "
-                f"with `rasa train --force`"
+                f"fused classifier files in {directory} are missing, corrupt or from another "
+                f"version ({e}); retrain with `rasa train --force`"
             ) from e
-        config_dict = meta["config"]
-        config_dict["views"] = tuple(config_dict["views"])
-        model = cls(
-            FusionConfig(**config_dict), meta["labels"], meta["cue_vocab"], meta["enc_dim"], meta["syn_dim"]
-        )
-        model.reference = state.pop("__reference__").numpy()
-        model.net.load_state_dict(state)
         model.net.eval()
-        model.temperature = float(meta["temperature"])
-        model.oos_threshold = meta["oos_threshold"]
-        model.similarity_threshold = meta["similarity_threshold"]
-        model.best_epochs = meta["best_epochs"]
-        model.validation_accuracy = meta["validation_accuracy"]
         return model
 
 

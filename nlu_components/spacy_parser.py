@@ -70,7 +70,9 @@ class ParsingSpacyNLP(SpacyNLP):
 
     @staticmethod
     def load_model(spacy_model_name: str) -> SpacyModel:  # type: ignore[override]
-        return SpacyModel(model=load_parsing_pipeline(spacy_model_name), model_name=spacy_model_name)
+        return SpacyModel(
+            model=load_parsing_pipeline(spacy_model_name), model_name=spacy_model_name
+        )
 
     @classmethod
     def create(

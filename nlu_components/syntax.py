@@ -32,8 +32,16 @@ POS_TAGS: tuple[str, ...] = (
     "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
 )  # fmt: skip
 _FLAGS: tuple[str, ...] = (
-    "is_root", "root_child", "negated", "wh", "modal", "object", "depth_2", "depth_3plus",
-    "stop", "entity",
+    "is_root",
+    "root_child",
+    "negated",
+    "wh",
+    "modal",
+    "object",
+    "depth_2",
+    "depth_3plus",
+    "stop",
+    "entity",
 )
 TOKEN_FEATURE_NAMES: tuple[str, ...] = (
     tuple(f"dep={d}" for d in DEP_LABELS)

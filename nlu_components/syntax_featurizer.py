@@ -26,9 +26,7 @@ SYNTAX_CUES = "syntax_cues"
 SYNTAX_TOKEN_FEATURES = "syntax_token_features"
 
 
-@DefaultV1Recipe.register(
-    DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False
-)
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
 class SyntaxFeaturizer(GraphComponent):
     """Turns each message's dependency parse into symbolic cues and token features."""
 

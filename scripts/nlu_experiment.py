@@ -90,11 +90,15 @@ def main() -> None:
     raw = [model.labels[int(p.probabilities.argmax())] for p in preds]
     y = np.array(test_y)
     out = {
-        "views": args.views, **overrides,
-        "train_s": round(train_s, 1), "epochs": model.best_epochs,
+        "views": args.views,
+        **overrides,
+        "train_s": round(train_s, 1),
+        "epochs": model.best_epochs,
         "accuracy_raw": round(float((np.array(raw) == y).mean()) * 100, 2),
         "accuracy": round(float((np.array(predicted) == y).mean()) * 100, 2),
-        "T": round(model.temperature, 3), "p_thr": model.oos_threshold, "s_thr": model.similarity_threshold,
+        "T": round(model.temperature, 3),
+        "p_thr": model.oos_threshold,
+        "s_thr": model.similarity_threshold,
     }
     if oos in set(test_y):
         ins = y != oos

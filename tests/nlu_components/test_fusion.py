@@ -34,7 +34,9 @@ def make_examples(n_per_label: int, seed: int) -> tuple[list[Example], list[str]
 @pytest.fixture(scope="module")
 def trained() -> FusionClassifierModel:
     examples, labels = make_examples(30, seed=1)
-    return FusionClassifierModel.train(examples, labels, FusionConfig(epochs=15, hidden_dim=32, attention_dim=16))
+    return FusionClassifierModel.train(
+        examples, labels, FusionConfig(epochs=15, hidden_dim=32, attention_dim=16)
+    )
 
 
 def test_learns_held_out_data_with_calibrated_confidence(trained: FusionClassifierModel) -> None:
@@ -52,7 +54,9 @@ def test_explanation_has_gate_cues_and_token_weights(trained: FusionClassifierMo
     test_x, _ = make_examples(2, seed=3)
     prediction = trained.predict(test_x[:1])[0]
     assert prediction.gate is not None and 0.0 <= prediction.gate <= 1.0
-    assert prediction.cue_contributions and all(isinstance(c, str) for c, _ in prediction.cue_contributions)
+    assert prediction.cue_contributions and all(
+        isinstance(c, str) for c, _ in prediction.cue_contributions
+    )
     assert len(prediction.token_weights) == len(test_x[0].tokens)
     assert sum(prediction.token_weights) == pytest.approx(1.0, abs=1e-4)
 
@@ -89,7 +93,9 @@ def test_novel_input_is_out_of_scope(trained: FusionClassifierModel) -> None:
 def test_single_view_ablations_train() -> None:
     examples, labels = make_examples(15, seed=6)
     for views in (("encoder",), ("syntax",)):
-        model = FusionClassifierModel.train(examples, labels, FusionConfig(views=views, epochs=3, hidden_dim=16))
+        model = FusionClassifierModel.train(
+            examples, labels, FusionConfig(views=views, epochs=3, hidden_dim=16)
+        )
         prediction = model.predict(examples[:1])[0]
         assert prediction.gate is None
         assert (prediction.token_weights == []) is True

@@ -41,7 +41,11 @@ def _parse_all(model: Path, texts: list[str]) -> list[dict]:
 
 @pytest.mark.slow
 def test_train_parse_explain_and_reload(fused_model: Path) -> None:
-    texts = ["I lost my card and someone may be using it", "hello there", "what is today's exchange rate?"]
+    texts = [
+        "I lost my card and someone may be using it",
+        "hello there",
+        "what is today's exchange rate?",
+    ]
     first = _parse_all(fused_model, texts)
     assert first[0]["intent"]["name"] == "lost_or_stolen_card"
     assert first[1]["intent"]["name"] == "greet"

@@ -7,7 +7,12 @@ import pytest
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from nlu_components.syntax import TOKEN_FEATURE_DIM, TOKEN_FEATURE_NAMES, syntax_cues, token_syntax_matrix
+from nlu_components.syntax import (
+    TOKEN_FEATURE_DIM,
+    TOKEN_FEATURE_NAMES,
+    syntax_cues,
+    token_syntax_matrix,
+)
 
 
 def make_doc(words, heads, deps, pos, lemmas=None, tags=None) -> Doc:
