@@ -57,7 +57,9 @@ def test_conversation_over_rest(fast_bot: tuple[Path, Path], tmp_path: Path) -> 
     project, model = fast_bot
     env = child_env(FUSIONDESK_DB_URL=f"sqlite:///{tmp_path / 'bot.db'}")
     with action_server(project, free_port(), env) as actions_url:
-        with rasa_server(project, model, free_port(), actions_url, tmp_path / "bot.db", env) as base:
+        with rasa_server(
+            project, model, free_port(), actions_url, tmp_path / "bot.db", env
+        ) as base:
             greeting = _say(base, "customer-1", "hello")
             assert greeting and "help" in greeting[0]["text"].lower()
             answer = _say(base, "customer-1", "I lost my card")

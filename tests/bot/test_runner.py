@@ -20,7 +20,9 @@ def test_port_in_use_names_port_and_setting() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(PortInUseError, match=rf"port {port} for the web server.*FUSIONDESK_WEB_PORT"):
+        with pytest.raises(
+            PortInUseError, match=rf"port {port} for the web server.*FUSIONDESK_WEB_PORT"
+        ):
             runner.check_ports_free("127.0.0.1", {"web server": port})
     runner.check_ports_free("127.0.0.1", {"web server": free_port()})  # free → no error
 
@@ -58,7 +60,11 @@ def test_endpoints_follow_settings(tmp_path: Path) -> None:
     path = runner.write_endpoints(settings, tmp_path / "endpoints.yml")
     endpoints = yaml.safe_load(path.read_text())
     assert endpoints["action_endpoint"]["url"] == "http://127.0.0.1:6055/webhook"
-    assert endpoints["tracker_store"] == {"type": "SQL", "dialect": "sqlite", "db": str(tmp_path / "bot.db")}
+    assert endpoints["tracker_store"] == {
+        "type": "SQL",
+        "dialect": "sqlite",
+        "db": str(tmp_path / "bot.db"),
+    }
     pg = runner.tracker_store_config("postgresql://bot:s3cret@db.example:5433/fusiondesk")
     assert pg["dialect"] == "postgresql" and pg["url"] == "db.example" and pg["port"] == 5433
     assert "s3cret" not in yaml.safe_dump(pg)  # the password stays in the environment
