@@ -53,7 +53,8 @@ REQUESTED_SLOT = "requested_slot"
 CORRECTION_INTENTS = frozenset({"correct_slot"})
 #: Intents whose text is read as an answer to the question asked, even without entities.
 ANSWER_INTENTS = frozenset({"inform", "correct_slot", "nlu_fallback"})
-DEFAULT_CURRENCY = "EUR"
+#: The (simulated) account's currency.
+ACCOUNT_CURRENCY = "EUR"
 
 MAX_TRANSFER = Decimal("10000")
 MAX_TOP_UP = Decimal("5000")
@@ -110,7 +111,7 @@ FORMS: dict[str, FormSpec] = {
         FormSpec(
             "top_up_form",
             "top_up_account",
-            ("amount", "topup_method", CONFIRM_SLOT),
+            ("amount", "currency", "topup_method", CONFIRM_SLOT),
             {"amount": "amount", "topup_method": "payment method", "currency": "currency"},
             "utter_summary_top_up_form",
             "utter_done_top_up_form",
@@ -119,7 +120,7 @@ FORMS: dict[str, FormSpec] = {
         FormSpec(
             "dispute_charge_form",
             "dispute_charge",
-            ("merchant", "amount", "charge_date", CONFIRM_SLOT),
+            ("merchant", "amount", "currency", "charge_date", CONFIRM_SLOT),
             {
                 "merchant": "merchant",
                 "amount": "amount",
@@ -190,7 +191,7 @@ class BankFormValidation(FormValidationAction, ABC):
         candidates = {
             slot: value
             for slot, value in tracker.slots_to_validate().items()
-            if slot in required or slot == "currency"
+            if slot in required
         }
         requested = tracker.get_slot(REQUESTED_SLOT)
         intent = latest_intent(tracker)
@@ -283,6 +284,9 @@ class BankFormValidation(FormValidationAction, ABC):
         dispatcher.utter_message(text=str(error))
         return {slot: None}
 
+    #: Currency assumed when the customer names none (None: ask for it).
+    DEFAULT_CURRENCY: str | None = None
+
     def _amount(
         self, value: Any, maximum: Decimal, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> dict[str, Any]:
@@ -290,7 +294,11 @@ class BankFormValidation(FormValidationAction, ABC):
             amount = parse_amount(str(value), maximum)
         except InvalidSlotValue as e:
             return self._rejected("amount", e, dispatcher)
-        return {"amount": f"{amount:.2f}"}
+        result: dict[str, Any] = {"amount": f"{amount:.2f}"}
+        currency_given = "currency" in tracker.slots_to_validate()
+        if self.DEFAULT_CURRENCY and not currency_given and tracker.get_slot("currency") is None:
+            result["currency"] = self.DEFAULT_CURRENCY
+        return result
 
     def validate_currency(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
@@ -361,7 +369,8 @@ class ValidateBlockCardForm(BankFormValidation):
 class ValidateTopUpForm(BankFormValidation):
     """Top-up amount (account currency unless another is named) and how to pay."""
 
-    RAW_TEXT_SLOTS = frozenset({"amount", "topup_method"})
+    RAW_TEXT_SLOTS = frozenset({"amount", "currency", "topup_method"})
+    DEFAULT_CURRENCY = ACCOUNT_CURRENCY
 
     def name(self) -> str:
         return "validate_top_up_form"
@@ -383,7 +392,8 @@ class ValidateTopUpForm(BankFormValidation):
 class ValidateDisputeChargeForm(BankFormValidation):
     """Merchant, amount and the day of a recent charge."""
 
-    RAW_TEXT_SLOTS = frozenset({"amount", "charge_date"})
+    RAW_TEXT_SLOTS = frozenset({"amount", "currency", "charge_date"})
+    DEFAULT_CURRENCY = ACCOUNT_CURRENCY  # most charges are in the account's currency
 
     def name(self) -> str:
         return "validate_dispute_charge_form"
@@ -423,7 +433,7 @@ def _as_date(value: Any, day: date, past: bool) -> date:
 def _summary_values(spec: FormSpec, tracker: Tracker) -> dict[str, str]:
     day = today()
     values: dict[str, str] = {
-        "currency": str(tracker.get_slot("currency") or DEFAULT_CURRENCY),
+        "currency": str(tracker.get_slot("currency") or ACCOUNT_CURRENCY),
     }
     amount = tracker.get_slot("amount")
     if amount is not None:

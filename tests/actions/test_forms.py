@@ -371,3 +371,14 @@ def test_dispute_dates_must_be_recent_and_not_in_the_future() -> None:
     )
     slots, said = run(ValidateDisputeChargeForm(), t)
     assert slots["charge_date"] is None and any("older than 120 days" in s for s in said)
+
+
+def test_top_up_assumes_the_account_currency_unless_one_is_named() -> None:
+    t = tracker("top_up_form", {}, user("200", "inform"), {"amount": "200"}, "amount")
+    assert run(ValidateTopUpForm(), t)[0] == {"amount": "200.00", "currency": "EUR"}
+    t = tracker("top_up_form", {}, user("200 dollars", "inform"), {"amount": "200", "currency": "dollars"}, "amount")
+    assert run(ValidateTopUpForm(), t)[0] == {"amount": "200.00", "currency": "USD"}
+    t = tracker("top_up_form", {}, user("200 doubloons", "inform"), {"amount": "200", "currency": "doubloons"}, "amount")
+    slots, said = run(ValidateTopUpForm(), t)
+    assert slots == {"amount": "200.00", "currency": None}
+    assert any("doubloons" in s for s in said)
