@@ -8,6 +8,7 @@ another process's instead of failing with "database is locked".
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -61,16 +62,24 @@ def get_engine(db_url: str) -> Engine:
         return engine
 
 
-def create_tables(engine: Engine) -> None:
-    """Create the `handoff_*` tables and indexes that do not exist yet (idempotent, and safe
-    when several processes start at once)."""
-    try:
-        Base.metadata.create_all(engine, checkfirst=True)
-    except sa.exc.OperationalError as e:
-        # Another process created them between our check and our CREATE: fine if they exist now.
-        if "already exists" not in str(e):
-            raise
-        Base.metadata.create_all(engine, checkfirst=True)
+def create_tables(engine: Engine, attempts: int = 20) -> None:
+    """Create the `handoff_*` tables and indexes that do not exist yet.
+
+    Idempotent, and safe when several processes start at once: a CREATE that loses the race to
+    another process ("already exists") is retried, and each retry only creates what is still
+    missing.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            Base.metadata.create_all(engine, checkfirst=True)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as e:
+            message = str(e).lower()
+            if attempt == attempts or (
+                "already exists" not in message and "duplicate" not in message
+            ):
+                raise
+            time.sleep(0.02 * attempt)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

@@ -262,7 +262,7 @@ def test_two_operators_claim_at_once_over_http(web: WebServer) -> None:
     alice, bob = web.login("alice"), web.login("bob")
     for _ in range(5):
         ticket_id = new_ticket(web)
-        barrier = threading.Barrier(2)
+        barrier = threading.Barrier(2, timeout=60)
         statuses: dict[str, int] = {}
         threads = [
             threading.Thread(target=_claim_over_http, args=(op, ticket_id, barrier, statuses, name))

@@ -65,21 +65,28 @@ def test_open_is_idempotent_per_conversation(repo: HandoffRepository) -> None:
     assert repo.queue_position(first.id) == 1 and repo.queue_position(other.id) == 2
 
 
-def test_concurrent_opens_create_one_ticket(db_url: str) -> None:
-    barrier = threading.Barrier(6)
+def test_concurrent_start_and_opens_create_one_ticket(db_url: str) -> None:
+    """Six "processes" create the tables and open a ticket for one customer at the same moment."""
+    barrier = threading.Barrier(6, timeout=60)
     results: list[tuple[int, bool]] = []
+    errors: list[BaseException] = []
 
     def open_one() -> None:
-        repo = HandoffRepository(create_db_engine(db_url))  # own engine, like another process
-        barrier.wait()
-        ticket, created = repo.open_ticket("same-customer", "request_human", "rest")
-        results.append((ticket.id, created))
+        try:
+            barrier.wait()
+            repo = HandoffRepository(create_db_engine(db_url))  # own engine: creates the tables
+            ticket, created = repo.open_ticket("same-customer", "request_human", "rest")
+            results.append((ticket.id, created))
+        except BaseException as e:  # report in the test, never hang the barrier
+            errors.append(e)
+            barrier.abort()
 
     threads = [threading.Thread(target=open_one) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert errors == []
     assert len({ticket_id for ticket_id, _ in results}) == 1
     assert sum(created for _, created in results) == 1
 
@@ -92,7 +99,7 @@ def _claim_in_thread(
     outcomes: dict[int, str],
 ) -> None:
     own = HandoffRepository(create_db_engine(db_url))  # own engine and pool, like another process
-    barrier.wait()
+    barrier.wait(timeout=60)
     try:
         own.claim(ticket_id, operator_id)
         outcomes[operator_id] = "won"
@@ -105,7 +112,7 @@ def test_two_claims_at_once_exactly_one_wins_threads(db_url: str) -> None:
     alice, bob = operators(repo, "alice", "bob")
     for round_ in range(15):
         ticket, _ = repo.open_ticket(f"customer-{round_}", "request_human", "rest")
-        barrier = threading.Barrier(2)
+        barrier = threading.Barrier(2, timeout=60)
         outcomes: dict[int, str] = {}
         threads = [
             threading.Thread(
@@ -125,7 +132,7 @@ def test_two_claims_at_once_exactly_one_wins_threads(db_url: str) -> None:
 
 def _claim_in_process(db_url: str, ticket_id: int, operator_id: int, barrier, results) -> None:  # noqa: ANN001
     repo = HandoffRepository(create_db_engine(db_url))
-    barrier.wait()
+    barrier.wait(timeout=60)
     try:
         repo.claim(ticket_id, operator_id)
         results.put((operator_id, "won"))
@@ -138,7 +145,7 @@ def test_two_claims_at_once_exactly_one_wins_processes(db_url: str) -> None:
     alice, bob = operators(repo, "alice", "bob")
     ticket, _ = repo.open_ticket("customer-p", "request_human", "rest")
     context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(2), context.Queue()
+    barrier, results = context.Barrier(2, timeout=120), context.Queue()
     processes = [
         context.Process(target=_claim_in_process, args=(db_url, ticket.id, op, barrier, results))
         for op in (alice, bob)
