@@ -99,6 +99,27 @@ def parse_amount(text: str, maximum: Decimal | None = None) -> Decimal:
     return value.quantize(Decimal("0.01"))
 
 
+_VAGUE_BEFORE = re.compile(
+    r"(about|around|roughly|approximately|approx\.?|nearly|almost|some|maybe|like|~)\s*[€$£]?\s*$",
+    re.IGNORECASE,
+)
+_VAGUE_AFTER = re.compile(r"^\s*(-\s*ish|ish\b|or so\b|\?|-?odd\b)", re.IGNORECASE)
+
+
+def vague_phrase(text: str, start: int, end: int) -> str | None:
+    """The vague amount around text[start:end] ("fifty-ish", "about 50"), or None.
+
+    The NLU marks only "fifty" in "fifty-ish"; this looks at the words right around it.
+    """
+    before = _VAGUE_BEFORE.search(text[max(0, start - 16) : start])
+    after = _VAGUE_AFTER.match(text[end : end + 8])
+    if not before and not after:
+        return None
+    begin = start - (len(text[max(0, start - 16) : start]) - before.start()) if before else start
+    finish = end + after.end() if after else end
+    return text[begin:finish].strip()
+
+
 def format_amount(value: Decimal) -> str:
     """Two decimals with thousands separators: 1234.5 → "1,234.50"."""
     return f"{value:,.2f}"

@@ -45,6 +45,7 @@ from actions.form_values import (
     parse_past_date,
     parse_recipient,
     parse_top_up_method,
+    vague_phrase,
 )
 
 CONFIRM_SLOT = "confirmed"
@@ -189,9 +190,7 @@ class BankFormValidation(FormValidationAction, ABC):
     ) -> list[dict[str, Any]]:
         required = await self.required_slots(self.domain_slots(domain), dispatcher, tracker, domain)
         candidates = {
-            slot: value
-            for slot, value in tracker.slots_to_validate().items()
-            if slot in required
+            slot: value for slot, value in tracker.slots_to_validate().items() if slot in required
         }
         requested = tracker.get_slot(REQUESTED_SLOT)
         intent = latest_intent(tracker)
@@ -291,7 +290,7 @@ class BankFormValidation(FormValidationAction, ABC):
         self, value: Any, maximum: Decimal, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> dict[str, Any]:
         try:
-            amount = parse_amount(str(value), maximum)
+            amount = parse_amount(_with_vague_context(tracker, str(value)), maximum)
         except InvalidSlotValue as e:
             return self._rejected("amount", e, dispatcher)
         result: dict[str, Any] = {"amount": f"{amount:.2f}"}
@@ -420,6 +419,17 @@ class ValidateDisputeChargeForm(BankFormValidation):
         except InvalidSlotValue as e:
             return self._rejected("charge_date", e, dispatcher)
         return {"charge_date": when.isoformat()}
+
+
+def _with_vague_context(tracker: Tracker, value: str) -> str:
+    """The amount with the vague words around it in the message ("fifty" → "fifty-ish")."""
+    text = str(tracker.latest_message.get("text") or "")
+    for entity in tracker.latest_message.get("entities") or []:
+        if entity.get("entity") == "amount" and str(entity.get("value")) == value:
+            start, end = entity.get("start"), entity.get("end")
+            if isinstance(start, int) and isinstance(end, int):
+                return vague_phrase(text, start, end) or value
+    return value
 
 
 def _as_date(value: Any, day: date, past: bool) -> date:

@@ -7,6 +7,8 @@ Pure module (no Rasa imports). Each token of a parsed spaCy `Doc` becomes a feat
 - **role** — from `nlu_components.roles`: the role of the argument covering the token
   (recipient, time, ...), its predicate, negation and question flags, and the typed value kind
   (amount, currency, date, card, ...);
+- **lexicon** — whether the word sequence was annotated as an entity in the training data
+  (built out-of-fold while training);
 - **encoder** — the token's contextual transformer vector, reduced by PCA to a few real-valued
   features, plus k-means cluster ids of the vector at several granularities (discrete, like
   Brown clusters) and a cluster id of the sentence vector (what the utterance is about).
@@ -70,6 +72,13 @@ class TaggerConfig:
     use_dependency_features: bool = True
     #: Features from the transformer token vectors (needs vectors in fit/predict).
     use_encoder_features: bool = True
+    #: Lexicon features: does this word sequence occur as an annotated entity in the training
+    #: data? Built out-of-fold while training so the CRF does not learn to trust it blindly.
+    use_lexicon_features: bool = True
+    #: Folds for the out-of-fold lexicon while training (2 or more).
+    lexicon_folds: int = 5
+    #: Longest entity (in tokens) the lexicon looks up.
+    lexicon_max_words: int = 6
     #: Real-valued PCA components of each token vector used as features (0 turns them off).
     encoder_dims: int = 24
     #: k-means cluster counts over token vectors; each gives one discrete feature per token.
@@ -114,6 +123,8 @@ class TaggerConfig:
             raise ComponentConfigError("window must be between 0 and 5")
         if self.c1 < 0 or self.c2 < 0:
             raise ComponentConfigError("c1 and c2 (CRF regularisation) must be >= 0")
+        if self.lexicon_folds < 2 or not 1 <= self.lexicon_max_words <= 12:
+            raise ComponentConfigError("lexicon_folds must be >= 2, lexicon_max_words 1..12")
         if self.max_iterations < 1 or self.max_projection_samples < 100:
             raise ComponentConfigError(
                 "max_iterations must be >= 1 and max_projection_samples >= 100"
@@ -240,6 +251,46 @@ def _kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 12) -> np.ndarra
     return centroids.astype(np.float32)
 
 
+class Lexicon:
+    """Lower-cased token sequences annotated as entities in the training data → their types."""
+
+    def __init__(self, entries: dict[tuple[str, ...], set[str]] | None = None, max_words: int = 6):
+        self.entries: dict[tuple[str, ...], set[str]] = entries or {}
+        self.max_words = max_words
+
+    def add(self, doc: Doc, spans: Sequence[EntitySpan]) -> None:
+        for span in spans:
+            words = tuple(
+                t.lower_
+                for t in doc
+                if not t.is_space and t.idx < span.end and t.idx + len(t.text) > span.start
+            )
+            if 0 < len(words) <= self.max_words:
+                self.entries.setdefault(words, set()).add(span.entity)
+
+    def features(self, doc: Doc) -> list[list[str]]:
+        """Per token: "B-type" / "I-type" for every lexicon entry covering it."""
+        out: list[list[str]] = [[] for _ in doc]
+        lower = [t.lower_ for t in doc]
+        for i in range(len(doc)):
+            for n in range(1, min(self.max_words, len(doc) - i) + 1):
+                types = self.entries.get(tuple(lower[i : i + n]))
+                if not types:
+                    continue
+                for kind in types:
+                    out[i].append(f"B-{kind}")
+                    for j in range(i + 1, i + n):
+                        out[j].append(f"I-{kind}")
+        return out
+
+    def to_json(self) -> list[list[Any]]:
+        return [[list(k), sorted(v)] for k, v in sorted(self.entries.items())]
+
+    @classmethod
+    def from_json(cls, data: list[list[Any]], max_words: int) -> Lexicon:
+        return cls({tuple(k): set(v) for k, v in data}, max_words)
+
+
 @dataclass(frozen=True)
 class TaggerInput:
     """One utterance for the tagger: its parse and, optionally, encoder vectors."""
@@ -249,6 +300,8 @@ class TaggerInput:
     vectors: np.ndarray | None = None
     #: (d,) sentence vector; None turns the sentence-cluster feature off for this input.
     sentence: np.ndarray | None = None
+    #: Frames and values of `doc` flattened per token, when the caller has them already.
+    annotations: list[TokenAnnotation] | None = None
 
 
 class RoleTagger:
@@ -260,9 +313,11 @@ class RoleTagger:
         projection: EncoderProjection | None = None,
         model: bytes | None = None,
         labels: Sequence[str] = (),
+        lexicon: Lexicon | None = None,
     ) -> None:
         self.config = config or TaggerConfig()
         self.projection = projection
+        self.lexicon = lexicon
         self.labels = list(labels)
         self._model_bytes = model
         self._tagger: Any = None
@@ -307,13 +362,25 @@ class RoleTagger:
                 "feature.possible_transitions": True,
             }
         )
+        folds: list[Lexicon | None] = [None] * self.config.lexicon_folds
+        if self.config.use_lexicon_features:
+            # each example sees the lexicon of the other folds (as unseen text will at run time)
+            k = self.config.lexicon_folds
+            folds = [Lexicon(max_words=self.config.lexicon_max_words) for _ in range(k)]
+            self.lexicon = Lexicon(max_words=self.config.lexicon_max_words)
+            for n, (tagger_input, example_spans) in enumerate(zip(inputs, spans, strict=True)):
+                self.lexicon.add(tagger_input.doc, example_spans)
+                for f, lexicon in enumerate(folds):
+                    if f != n % k:
+                        lexicon.add(tagger_input.doc, example_spans)
         labels: set[str] = set()
-        for tagger_input, example_spans in zip(inputs, spans, strict=True):
+        for n, (tagger_input, example_spans) in enumerate(zip(inputs, spans, strict=True)):
             if not len(tagger_input.doc):
                 continue
             tags = bio_tags(tagger_input.doc, example_spans)
             labels.update(tags)
-            trainer.append(self.featurize(tagger_input), tags)
+            lexicon = folds[n % len(folds)]
+            trainer.append(self.featurize(tagger_input, lexicon), tags)
         with tempfile.TemporaryDirectory(prefix="fd-role-tagger-") as tmp:
             path = os.path.join(tmp, MODEL_FILE)
             trainer.train(path)
@@ -335,13 +402,22 @@ class RoleTagger:
 
     # -- features ---------------------------------------------------------------------------
 
-    def featurize(self, tagger_input: TaggerInput) -> list[dict[str, float]]:
-        """CRFsuite feature dicts (name → value), one per token."""
+    def featurize(
+        self, tagger_input: TaggerInput, lexicon: Lexicon | None = None
+    ) -> list[dict[str, float]]:
+        """CRFsuite feature dicts (name → value), one per token.
+
+        Args:
+            tagger_input: the parsed utterance and its vectors.
+            lexicon: the lexicon to look words up in (default: the trained one).
+        """
         doc = tagger_input.doc
         config = self.config
-        annotations: list[TokenAnnotation] | None = (
-            token_annotations(doc) if config.use_role_features else None
-        )
+        lexicon = lexicon or self.lexicon
+        lexical = lexicon.features(doc) if config.use_lexicon_features and lexicon else None
+        annotations: list[TokenAnnotation] | None = None
+        if config.use_role_features:
+            annotations = tagger_input.annotations or token_annotations(doc)
         reduced: np.ndarray | None = None
         cluster_ids: list[np.ndarray] = []
         sentence_cluster: int | None = None
@@ -374,6 +450,11 @@ class RoleTagger:
                 _dependency_features(token, feats)
             if annotations is not None:
                 _role_features(annotations, i, feats)
+            if lexical is not None:
+                for hit in lexical[i]:
+                    feats[f"lex={hit}"] = 1.0
+                if not lexical[i]:
+                    feats["lex=none"] = 1.0
             if reduced is not None:
                 for k, value in enumerate(reduced[i]):
                     feats[f"e{k}"] = float(value)
@@ -425,6 +506,7 @@ class RoleTagger:
             "config": self.config.to_dict(),
             "labels": self.labels,
             "has_projection": self.projection is not None,
+            "lexicon": self.lexicon.to_json() if self.lexicon is not None else None,
         }
         (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         if self.projection is not None:
@@ -457,7 +539,12 @@ class RoleTagger:
                 f"could not load the role tagger from {directory}: {e}. Retrain the model "
                 f"with `rasa train`."
             ) from e
-        return cls(config, projection, model, meta.get("labels", []))
+        lexicon = (
+            Lexicon.from_json(meta["lexicon"], config.lexicon_max_words)
+            if meta.get("lexicon") is not None
+            else None
+        )
+        return cls(config, projection, model, meta.get("labels", []), lexicon)
 
 
 def _open_tagger(model: bytes) -> Any:

@@ -14,6 +14,7 @@ annotated examples, so a new domain fills its slots from frames early on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import Counter
@@ -46,12 +47,15 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.role_tagger import EntitySpan, RoleTagger, TaggerConfig, TaggerInput
 from nlu_components.roles import (
+    Frame,
     MappedEntity,
     RoleMappingRule,
+    Value,
     covering_argument,
     extract_frames,
     find_values,
     map_frames,
+    token_annotations,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,6 +64,9 @@ META_FILE = "extractor.json"
 TAGGER_DIR = "tagger"
 _TAGGER_KEYS = (
     "use_role_features",
+    "use_lexicon_features",
+    "lexicon_folds",
+    "lexicon_max_words",
     "use_dependency_features",
     "encoder_dims",
     "encoder_clusters",
@@ -102,6 +109,11 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             "use_role_features": True,
             # POS, dependency label, head and NER features from the parse.
             "use_dependency_features": True,
+            # Is this word sequence an annotated entity somewhere in the training data? Built
+            # out-of-fold (lexicon_folds) while training; sequences of up to lexicon_max_words.
+            "use_lexicon_features": True,
+            "lexicon_folds": 5,
+            "lexicon_max_words": 6,
             # PCA components of each token vector used as real-valued CRF features.
             "encoder_dims": 24,
             # k-means cluster counts over token vectors (one discrete feature each).
@@ -234,7 +246,29 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             )
         return doc
 
-    def _inputs(self, messages: list[Message]) -> list[TaggerInput | None]:
+    def _inputs(
+        self, messages: list[Message]
+    ) -> tuple[list[TaggerInput | None], list[tuple[list[Frame], list[Value]] | None]]:
+        """Tagger inputs and (frames, values) per message; None for messages without words.
+
+        The frames are computed once per message: the tagger's role features and the
+        role mapping both use them.
+        """
+        inputs = self._vectors(messages)
+        analyses: list[tuple[list[Frame], list[Value]] | None] = []
+        out: list[TaggerInput | None] = []
+        for tagger_input in inputs:
+            if tagger_input is None:
+                out.append(None)
+                analyses.append(None)
+                continue
+            frames, values = extract_frames(tagger_input.doc), find_values(tagger_input.doc)
+            annotations = token_annotations(tagger_input.doc, frames, values)
+            out.append(dataclasses.replace(tagger_input, annotations=annotations))
+            analyses.append((frames, values))
+        return out, analyses
+
+    def _vectors(self, messages: list[Message]) -> list[TaggerInput | None]:
         # messages without words ("", "   ") get no entities and need no features
         docs = [
             self._doc(m) if m.get(TEXT) and str(m.get(TEXT)).strip() else None for m in messages
@@ -319,7 +353,7 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
         self.roled_entities = roled
         self.tagger = None
         if counts:
-            inputs = self._inputs(examples)
+            inputs, _ = self._inputs(examples)
             pairs = [(i, m) for i, m in zip(inputs, examples, strict=True) if i is not None]
             spans = [_annotated_spans(m) for _, m in pairs]
             tagger = RoleTagger(self.tagger_config)
@@ -392,7 +426,7 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
 
     def process(self, messages: list[Message]) -> list[Message]:
         """Add our entities to each message (others' entities are kept as they are)."""
-        inputs = self._inputs(messages)
+        inputs, analyses = self._inputs(messages)
         predicted: list[list[EntitySpan]] = [[] for _ in messages]
         if self.tagger is not None:
             present = [(n, i) for n, i in enumerate(inputs) if i is not None]
@@ -400,10 +434,12 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
                 present, self.tagger.predict([i for _, i in present]), strict=True
             ):
                 predicted[n] = spans
-        for message, tagger_input, spans in zip(messages, inputs, predicted, strict=True):
-            if tagger_input is None:
+        for message, tagger_input, analysis, spans in zip(
+            messages, inputs, analyses, predicted, strict=True
+        ):
+            if tagger_input is None or analysis is None:
                 continue
-            entities = self._entities(tagger_input.doc, spans)
+            entities = self._entities(tagger_input.doc, spans, *analysis)
             existing = message.get(ENTITIES) or []
             others = [(e[ENTITY_ATTRIBUTE_START], e[ENTITY_ATTRIBUTE_END]) for e in existing]
             ours = [
@@ -417,9 +453,9 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             message.set(ENTITIES, existing + self.add_extractor_name(ours), add_to_output=True)
         return messages
 
-    def _entities(self, doc: Any, spans: list[EntitySpan]) -> list[dict[str, Any]]:
-        frames = extract_frames(doc)
-        values = find_values(doc)
+    def _entities(
+        self, doc: Any, spans: list[EntitySpan], frames: list[Frame], values: list[Value]
+    ) -> list[dict[str, Any]]:
         min_confidence = float(self._config["min_confidence"])
         negated_role = self._config["negated_role"]
         out: list[dict[str, Any]] = []

@@ -20,6 +20,7 @@ from actions.form_values import (
     parse_past_date,
     parse_recipient,
     parse_top_up_method,
+    vague_phrase,
 )
 
 TODAY = date(2026, 11, 29)  # a Sunday
@@ -206,3 +207,18 @@ def test_merchants() -> None:
         parse_merchant("123")
     with pytest.raises(InvalidSlotValue, match="longer than 80"):
         parse_merchant("A" * 81)
+
+
+@pytest.mark.parametrize(
+    "text, start, end, phrase",
+    [
+        ("fifty-ish", 0, 5, "fifty-ish"),
+        ("about 50 euros", 6, 8, "about 50"),
+        ("send roughly €20 to Ben", 14, 16, "roughly €20"),
+        ("50 or so", 0, 2, "50 or so"),
+        ("send 50 euros to Anna, maybe tomorrow", 5, 7, None),
+        ("50", 0, 2, None),
+    ],
+)
+def test_vague_phrase_around_an_amount(text: str, start: int, end: int, phrase: str | None) -> None:
+    assert vague_phrase(text, start, end) == phrase

@@ -376,9 +376,33 @@ def test_dispute_dates_must_be_recent_and_not_in_the_future() -> None:
 def test_top_up_assumes_the_account_currency_unless_one_is_named() -> None:
     t = tracker("top_up_form", {}, user("200", "inform"), {"amount": "200"}, "amount")
     assert run(ValidateTopUpForm(), t)[0] == {"amount": "200.00", "currency": "EUR"}
-    t = tracker("top_up_form", {}, user("200 dollars", "inform"), {"amount": "200", "currency": "dollars"}, "amount")
+    t = tracker(
+        "top_up_form",
+        {},
+        user("200 dollars", "inform"),
+        {"amount": "200", "currency": "dollars"},
+        "amount",
+    )
     assert run(ValidateTopUpForm(), t)[0] == {"amount": "200.00", "currency": "USD"}
-    t = tracker("top_up_form", {}, user("200 doubloons", "inform"), {"amount": "200", "currency": "doubloons"}, "amount")
+    t = tracker(
+        "top_up_form",
+        {},
+        user("200 doubloons", "inform"),
+        {"amount": "200", "currency": "doubloons"},
+        "amount",
+    )
     slots, said = run(ValidateTopUpForm(), t)
     assert slots == {"amount": "200.00", "currency": None}
     assert any("doubloons" in s for s in said)
+
+
+def test_fifty_ish_is_rejected_although_the_nlu_marked_only_fifty() -> None:
+    message = user(
+        "fifty-ish", "inform", [{"entity": "amount", "value": "fifty", "start": 0, "end": 5}]
+    )
+    t = tracker(
+        "transfer_money_form", {"recipient": "Anna"}, message, {"amount": "fifty"}, "amount"
+    )
+    slots, said = run(ValidateTransferMoneyForm(), t)
+    assert slots["amount"] is None
+    assert any("not “fifty-ish”" in s for s in said)

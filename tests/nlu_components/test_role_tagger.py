@@ -162,3 +162,12 @@ def test_bio_round_trip_and_labels() -> None:
 def test_config_is_validated(bad: dict[str, object], message: str) -> None:
     with pytest.raises(ComponentConfigError, match=message):
         TaggerConfig.from_dict(bad)
+
+
+def test_lexicon_marks_words_annotated_in_training(tagger: RoleTagger, data) -> None:  # type: ignore[no-untyped-def]
+    inputs, _ = data
+    feats = tagger.featurize(inputs[0])
+    assert "lex=B-person" in feats[4]  # "Anna" was annotated as a person
+    assert "lex=none" in feats[0]  # "send" never was
+    unseen, _ = transfer("33", "Hiroshi")
+    assert "lex=none" in tagger.featurize(unseen)[4]
