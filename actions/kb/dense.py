@@ -1,9 +1,14 @@
-"""Dense retrieval: cosine similarity to each article's question variants and answer (pure numpy).
+"""Dense retrieval: cosine similarity to each article's question variants and answer.
 
 Each article contributes a group of unit vectors — its title and question variants — and one
-"answer view" vector (title + answer). An article's question score is the best match over its
-group (a customer's wording only has to be close to one variant); its answer score is the
-similarity to the answer view.
+"answer view" vector (title + answer). Its dense score is
+
+    max over variants v of cos(query, v)  +  answer_weight * cos(query, answer view)
+
+The answer term is the same for every variant of an article, so it is folded into the rows
+once (row = v + answer_weight * answer view): a query then costs one matrix-vector product and
+a grouped max, exactly equal to the formula above. The product runs in torch (already loaded
+for the encoder): on one thread its float32 GEMV is several times faster than numpy's here.
 """
 
 from __future__ import annotations
@@ -11,37 +16,51 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 
 class DenseIndex:
-    """In-memory matrix of article vectors; scoring a query is two matrix-vector products."""
+    """In-memory matrix of article vectors."""
 
-    def __init__(self, groups: Sequence[np.ndarray], answers: np.ndarray) -> None:
+    def __init__(
+        self, groups: Sequence[np.ndarray], answers: np.ndarray, answer_weight: float = 0.0
+    ) -> None:
         """
         Args:
             groups: per article, an (n_i, dim) float32 array of unit vectors (n_i >= 1): title
                 and question variants.
             answers: (n_articles, dim) unit vectors of the answer views.
+            answer_weight: weight of the answer-view similarity.
         """
         if len(groups) != len(answers):
             raise ValueError("one vector group and one answer vector per article")
         if any(len(group) == 0 for group in groups):
             raise ValueError("every article needs at least one question vector (its title)")
         self.n_articles = len(groups)
-        dim = answers.shape[1] if answers.ndim == 2 else 0
-        self.questions = (
-            np.ascontiguousarray(np.concatenate(list(groups)), dtype=np.float32)
-            if groups
-            else np.zeros((0, dim), dtype=np.float32)
-        )
+        self.dim = int(answers.shape[1]) if answers.ndim == 2 and len(answers) else 0
+        if groups:
+            rows = np.concatenate(
+                [
+                    np.asarray(g, np.float32) + answer_weight * answers[i]
+                    for i, g in enumerate(groups)
+                ]
+            )
+        else:
+            rows = np.zeros((0, self.dim), dtype=np.float32)
+        self.n_rows = int(rows.shape[0])
+        self._rows = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
         sizes = np.fromiter((len(g) for g in groups), dtype=np.int64, count=len(groups))
         self.starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.answers = np.ascontiguousarray(answers, dtype=np.float32)
+        self._single = bool(np.all(sizes == 1))
 
-    def scores(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(question score, answer score) per article for one unit query vector."""
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        """Dense score of every article for one unit query vector (float32)."""
         if self.n_articles == 0:
-            empty = np.zeros(0, dtype=np.float32)
-            return empty, empty
-        similarities = self.questions @ query
-        return np.maximum.reduceat(similarities, self.starts), self.answers @ query
+            return np.zeros(0, dtype=np.float32)
+        with torch.inference_mode():
+            similarities = torch.mv(
+                self._rows, torch.from_numpy(np.asarray(query, np.float32))
+            ).numpy()
+        if self._single:
+            return similarities
+        return np.maximum.reduceat(similarities, self.starts)

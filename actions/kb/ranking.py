@@ -144,7 +144,7 @@ class KnowledgeIndex:
         return cls(
             articles=list(articles),
             bm25=SparseBM25([lexical_document(a) for a in articles], k1=config.k1, b=config.b),
-            dense=DenseIndex(groups, answers),
+            dense=DenseIndex(groups, answers, config.answer_weight),
             config=config,
         )
 
@@ -154,11 +154,7 @@ class KnowledgeIndex:
     def channel_scores(self, query_text: str, query_vector: np.ndarray | None) -> ChannelScores:
         """Scores of every article in every mode for one query (no vector: BM25 only)."""
         bm25 = self.bm25.scores(tokenize(query_text))
-        if query_vector is None:
-            dense = np.zeros_like(bm25)
-        else:
-            question, answer = self.dense.scores(query_vector)
-            dense = question + self.config.answer_weight * answer
+        dense = np.zeros_like(bm25) if query_vector is None else self.dense.scores(query_vector)
         top = float(bm25.max()) if len(bm25) else 0.0
         normalised = bm25 / top if top > 0 else np.zeros_like(bm25)
         return ChannelScores(

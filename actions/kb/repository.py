@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from actions.kb.article import Article
 from actions.kb.models import ArticleRow, QuestionRow, StateRow, VectorRow
 
-#: (revision, article count, newest update) — changes whenever the knowledge base does.
-Version = tuple[int, int, str]
+#: The revision counter of `kb_state`: changes whenever the knowledge base does.
+Version = int
 
 
 def utcnow() -> datetime:
@@ -76,12 +76,12 @@ class ArticleRepository:
 
     # -- reading -------------------------------------------------------------------------
     def version(self) -> Version:
-        """One cheap query that changes whenever any article does."""
-        revision = select(StateRow.revision).where(StateRow.id == 1).scalar_subquery()
-        row = self.session.execute(
-            select(revision, func.count(ArticleRow.id), func.max(ArticleRow.updated_at))
-        ).one()
-        return (int(row[0] or 0), int(row[1] or 0), str(row[2] or ""))
+        """The revision counter (a primary-key read): every write through this repository
+        bumps it in the same transaction."""
+        revision = self.session.execute(
+            select(StateRow.revision).where(StateRow.id == 1)
+        ).scalar_one_or_none()
+        return int(revision or 0)
 
     def count(self) -> int:
         return int(self.session.execute(select(func.count(ArticleRow.id))).scalar_one())

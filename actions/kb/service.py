@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from actions.kb.article import Article
 from actions.kb.db import make_engine, session_factory, session_scope, upgrade
@@ -35,6 +37,7 @@ from actions.kb.errors import (
     EncoderUnavailableError,
     KnowledgeBaseError,
 )
+from actions.kb.models import StateRow
 from actions.kb.ranking import KnowledgeIndex, Mode, RetrievalConfig, SearchHit, article_texts
 from actions.kb.repository import ArticleRepository, ImportSummary, Version
 from actions.kb.text import clean_query
@@ -186,8 +189,7 @@ class KnowledgeBase:
     def index(self) -> KnowledgeIndex:
         """The in-memory index, rebuilt first if the database changed since it was built."""
         self.ensure_ready()
-        with session_scope(self._sessions) as session:
-            version = ArticleRepository(session).version()
+        version = self._revision()
         snapshot = self._snapshot
         if snapshot is not None and snapshot.version == version:
             return snapshot.index
@@ -197,6 +199,17 @@ class KnowledgeBase:
                 snapshot = self._rebuild()
                 self._snapshot = snapshot
             return snapshot.index
+
+    def _revision(self) -> Version:
+        """The revision counter: one primary-key read on a pooled connection (every query)."""
+        try:
+            with self.engine.connect() as connection:
+                value = connection.execute(
+                    select(StateRow.revision).where(StateRow.id == 1)
+                ).scalar_one_or_none()
+        except SQLAlchemyError as e:
+            raise DatabaseUnavailableError(f"knowledge-base database error: {e}") from e
+        return int(value or 0)
 
     def search(self, question: str, k: int = 3, mode: Mode = "hybrid") -> list[SearchHit]:
         """The `k` articles that best answer `question`, best first, with confidences."""
@@ -304,7 +317,7 @@ class KnowledgeBase:
                     {articles[i].id: (articles[i].content_hash(), vectors[i]) for i in missing},  # type: ignore[misc]
                 )
         index = KnowledgeIndex.build(articles, [v for v in vectors if v is not None], self.config)
-        logger.info("knowledge base index: %d articles (revision %s)", len(articles), version[0])
+        logger.info("knowledge base index: %d articles (revision %s)", len(articles), version)
         return _Snapshot(version=version, index=index)
 
 

@@ -303,7 +303,7 @@ def run_benchmark(
     report["data"] = {
         "faq": str(faq), "queries": str(queries_path), "oos": str(oos) if oos else None,
         "articles": len(articles), "n_queries": n,
-        "vectors": int(index.dense.questions.shape[0] + index.dense.answers.shape[0]),
+        "vector_rows": index.dense.n_rows,
     }  # fmt: skip
     report["config"] = asdict(index.config)
     report["environment"] = {
