@@ -32,18 +32,28 @@ class SparseBM25:
         okapi = BM25Okapi([list(doc) or ["\x00"] for doc in documents], k1=k1, b=b)
         rows: list[int] = []
         cols: list[int] = []
-        values: list[float] = []
+        frequencies: list[int] = []
+        vocabulary = self.vocabulary
+        for row, counts in enumerate(okapi.doc_freqs):
+            for term, tf in counts.items():
+                col = vocabulary.get(term)
+                if col is None:
+                    col = vocabulary[term] = len(vocabulary)
+                cols.append(col)
+                frequencies.append(tf)
+            rows.extend([row] * len(counts))
+        idf = np.fromiter(
+            (okapi.idf[term] for term in vocabulary), dtype=np.float64, count=len(vocabulary)
+        )
         lengths = np.asarray(okapi.doc_len, dtype=np.float64)
         norms = k1 * (1 - b + b * lengths / okapi.avgdl)
-        for row, frequencies in enumerate(okapi.doc_freqs):
-            for term, tf in frequencies.items():
-                col = self.vocabulary.setdefault(term, len(self.vocabulary))
-                rows.append(row)
-                cols.append(col)
-                values.append(okapi.idf[term] * tf * (k1 + 1) / (tf + norms[row]))
+        row_index = np.asarray(rows, dtype=np.int64)
+        col_index = np.asarray(cols, dtype=np.int64)
+        tf = np.asarray(frequencies, dtype=np.float64)
+        weights = idf[col_index] * tf * (k1 + 1) / (tf + norms[row_index])
         self._weights = sparse.csc_matrix(
-            (np.asarray(values, dtype=np.float32), (rows, cols)),
-            shape=(self.n_documents, len(self.vocabulary)),
+            (weights.astype(np.float32), (row_index, col_index)),
+            shape=(self.n_documents, len(vocabulary)),
         )
 
     def scores(self, query_tokens: Sequence[str]) -> np.ndarray:

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from actions.kb.errors import ArticleFormatError
 from actions.kb.errors import KnowledgeBaseError as _KnowledgeBaseError
@@ -58,7 +59,7 @@ def _kb():  # type: ignore[no-untyped-def]
     return get_knowledge_base()
 
 
-def _fail(error: Exception) -> int:
+def _fail(error: Exception) -> NoReturn:
     """Knowledge-base errors become the CLI's error (exit status 2, message on stderr)."""
     from bot.errors import FusionDeskError
 
@@ -72,15 +73,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
         articles = load_path(args.path)  # validate everything before touching the database
         summary = _kb().import_articles(articles, replace_all=args.replace)
     except ArticleFormatError as e:
-        return _fail(_with_hint(e, "nothing was imported"))
+        return _fail(ArticleFormatError(f"{e} (nothing was imported)"))
     except _KnowledgeBaseError as e:
         return _fail(e)
     print(f"imported {args.path}: {summary}")
     return 0
-
-
-def _with_hint(error: Exception, hint: str) -> Exception:
-    return type(error)(f"{error} ({hint})") if isinstance(error, ArticleFormatError) else error
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -102,7 +102,7 @@ class ArticleRepository:
         return _to_article(row, [q.text for q in row.questions])
 
     def all(self) -> list[Article]:
-        """Every article, ordered by id (two queries, whatever the size)."""
+        """Every article, ordered by id (two plain column queries, whatever the size)."""
         questions: dict[str, list[str]] = {}
         for article_id, text in self.session.execute(
             select(QuestionRow.article_id, QuestionRow.text).order_by(
@@ -110,8 +110,25 @@ class ArticleRepository:
             )
         ):
             questions.setdefault(article_id, []).append(text)
-        rows = self.session.execute(select(ArticleRow).order_by(ArticleRow.id)).scalars()
-        return [_to_article(row, questions.get(row.id, [])) for row in rows]
+        rows = self.session.execute(
+            select(
+                ArticleRow.id, ArticleRow.intent, ArticleRow.title, ArticleRow.answer,
+                ArticleRow.tags, ArticleRow.language, ArticleRow.updated_at,
+            ).order_by(ArticleRow.id)
+        )  # fmt: skip
+        return [
+            Article(
+                id=row.id,
+                intent=row.intent,
+                title=row.title,
+                answer=row.answer,
+                questions=tuple(questions.get(row.id, ())),
+                tags=tuple(row.tags or ()),
+                language=row.language,
+                updated_at=row.updated_at,
+            )
+            for row in rows
+        ]
 
     def vector_hashes(self, encoder: str) -> dict[str, str]:
         """Article id → content hash its stored vectors for `encoder` were computed from."""
@@ -127,13 +144,16 @@ class ArticleRepository:
     def vectors(self, encoder: str) -> dict[str, StoredVectors]:
         """Stored vectors of every article for `encoder`."""
         out: dict[str, StoredVectors] = {}
-        for row in self.session.execute(
-            select(VectorRow).where(VectorRow.encoder == encoder)
-        ).scalars():
-            matrix = np.frombuffer(row.data, dtype="<f4")
-            if matrix.size != row.rows * row.dim:
+        for article_id, dim, rows, content_hash, data in self.session.execute(
+            select(
+                VectorRow.article_id, VectorRow.dim, VectorRow.rows, VectorRow.content_hash,
+                VectorRow.data,
+            ).where(VectorRow.encoder == encoder)
+        ):  # fmt: skip
+            matrix = np.frombuffer(data, dtype="<f4")
+            if matrix.size != rows * dim:
                 continue  # damaged row: recomputed by the caller
-            out[row.article_id] = StoredVectors(row.content_hash, matrix.reshape(row.rows, row.dim))
+            out[article_id] = StoredVectors(content_hash, matrix.reshape(rows, dim))
         return out
 
     # -- writing -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 #: Longest question text retrieval looks at; the rest is ignored (the encoder reads 128
 #: word pieces anyway, and a 50,000-character paste must not cost more than a short one).
@@ -29,6 +30,7 @@ def clean_query(text: str) -> str:
     return " ".join(text.split())[:MAX_QUERY_CHARS]
 
 
+@lru_cache(maxsize=65_536)
 def stem(token: str) -> str:
     """A light suffix stripper so "charged", "charges" and "charge" meet (BM25 recall only)."""
     for suffix in _SUFFIXES:
