@@ -354,3 +354,12 @@ def test_choice_button_payload_through_rasa_rest(
             assert any(
                 m.get("custom", {}).get("kb_article", {}).get("id") == "change_pin" for m in reply
             )
+
+
+def test_rasa_sdk_registers_the_actions_without_touching_a_database() -> None:
+    """rasa_sdk imports every module under `actions/` (the KB's migrations must not run)."""
+    from rasa_sdk.executor import ActionExecutor
+
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    assert {"action_answer_question", "action_out_of_scope"} <= set(executor.actions)

@@ -1,1 +1,0 @@
-"""Alembic migrations of the knowledge-base tables (run by `actions.kb.db.upgrade`)."""

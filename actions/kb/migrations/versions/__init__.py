@@ -1,1 +1,0 @@
-"""Migration scripts, one per schema revision."""
