@@ -77,10 +77,10 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             "attention_dim": 128,
             "dropout": 0.2,
             # Upper bound on epochs; early stopping on the held-out slice picks the number.
-            "epochs": 40,
-            "patience": 5,
+            "epochs": 20,
+            "patience": 4,
             "batch_size": 64,
-            "learning_rate": 0.002,
+            "learning_rate": 0.001,
             "weight_decay": 0.01,
             "label_smoothing": 0.1,
             # Share of each intent held out for early stopping, calibration and the OOS threshold.

@@ -44,12 +44,12 @@ class FusionConfig:
     cue_dim: int = 64
     attention_dim: int = 128
     dropout: float = 0.2
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 64
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
-    patience: int = 5
+    patience: int = 4
     validation_fraction: float = 0.1
     refit_on_all: bool = True
     min_cue_count: int = 2
@@ -114,6 +114,11 @@ class FusionNet(nn.Module):
                 self.att_v = nn.Linear(config.attention_dim, 1, bias=False)
                 pooled = 2 * enc_dim
             self.enc_proj = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(pooled, hidden))
+            # unit-norm sentence vectors → unit-variance inputs; plus a linear path from the
+            # sentence embedding to the logits, so the model is never weaker than a linear
+            # classifier on the encoder alone
+            self.sentence_scale = float(enc_dim) ** 0.5
+            self.skip = nn.Linear(enc_dim, n_labels)
         if self.use_syntax:
             self.cue_emb = nn.EmbeddingBag(n_cues + 1, config.cue_dim, mode="sum")
             self.syn_proj = nn.Linear(config.cue_dim, hidden)
@@ -138,6 +143,7 @@ class FusionNet(nn.Module):
         aux: dict[str, torch.Tensor] = {}
         m = t = None
         if self.use_encoder:
+            sentence = sentence * self.sentence_scale
             pooled = sentence
             if self.use_syntax:
                 scores = self.att_v(torch.tanh(self.att_h(tokens) + self.att_s(token_syntax)))
@@ -159,7 +165,10 @@ class FusionNet(nn.Module):
             fused = m if m is not None else t
         if fused is None:
             raise ComponentConfigError("the fusion model has no view switched on")
-        return self.out(self.drop(self.norm(fused))), aux
+        logits = self.out(self.drop(self.norm(fused)))
+        if self.use_encoder:
+            logits = logits + self.skip(self.drop(sentence))
+        return logits, aux
 
 
 @dataclass
@@ -326,7 +335,7 @@ class FusionClassifierModel:
         )
         steps = max(1, epochs * math.ceil(len(train_idx) / config.batch_size))
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.learning_rate, total_steps=steps, pct_start=0.1
+            optimizer, max_lr=config.learning_rate, total_steps=steps, pct_start=0.05
         )
         loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         best = (-1.0, 0, None)
