@@ -387,21 +387,22 @@ class RoleTagger:
         if self.config.use_lexicon_features:
             # each example sees the lexicon of the other folds (as unseen text will at run time)
             k = self.config.lexicon_folds
-            folds = [Lexicon(max_words=self.config.lexicon_max_words) for _ in range(k)]
-            self.lexicon = Lexicon(max_words=self.config.lexicon_max_words)
+            fold_lexicons = [Lexicon(max_words=self.config.lexicon_max_words) for _ in range(k)]
+            full = Lexicon(max_words=self.config.lexicon_max_words)
             for n, (tagger_input, example_spans) in enumerate(zip(inputs, spans, strict=True)):
-                self.lexicon.add(tagger_input.doc, example_spans)
-                for f, lexicon in enumerate(folds):
+                full.add(tagger_input.doc, example_spans)
+                for f, lexicon in enumerate(fold_lexicons):
                     if f != n % k:
                         lexicon.add(tagger_input.doc, example_spans)
+            self.lexicon = full
+            folds = list(fold_lexicons)
         labels: set[str] = set()
         for n, (tagger_input, example_spans) in enumerate(zip(inputs, spans, strict=True)):
             if not len(tagger_input.doc):
                 continue
             tags = bio_tags(tagger_input.doc, example_spans)
             labels.update(tags)
-            lexicon = folds[n % len(folds)]
-            trainer.append(self.featurize(tagger_input, lexicon), tags)
+            trainer.append(self.featurize(tagger_input, folds[n % len(folds)]), tags)
         with tempfile.TemporaryDirectory(prefix="fd-role-tagger-") as tmp:
             path = os.path.join(tmp, MODEL_FILE)
             trainer.train(path)

@@ -917,7 +917,9 @@ class RoleMappingRule:
         if value is not None and value not in VALUE_KINDS:
             raise ValueError(f"value {value!r} is not one of {list(VALUE_KINDS)}")
         predicates = data.get("predicates") or ()
-        if isinstance(predicates, str) or not all(isinstance(p, str) for p in predicates):  # type: ignore[union-attr]
+        if not isinstance(predicates, list | tuple) or not all(
+            isinstance(p, str) for p in predicates
+        ):
             raise ValueError(f"predicates must be a list of lemmas: {predicates!r}")
         role = data.get("role")
         return cls(
@@ -925,7 +927,7 @@ class RoleMappingRule:
             role=str(role) if role else None,
             frame_role=str(frame_role) if frame_role else None,
             value=str(value) if value else None,
-            predicates=tuple(predicates),  # type: ignore[arg-type]
+            predicates=tuple(str(p) for p in predicates),
         )
 
     def matches(self, argument: Argument | None, frame: Frame | None, kind: str | None) -> bool:
