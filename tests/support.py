@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -155,7 +156,9 @@ def running(
     command: Sequence[str], health_url: str, cwd: Path, env: dict[str, str], timeout: float = 300
 ) -> Iterator[subprocess.Popen]:
     """Start a server process, wait for its health URL, stop it (whole process group) after."""
-    log = open(cwd / f"server-{abs(hash(tuple(command))) % 10**8}.log", "w")  # noqa: SIM115
+    log_dir = Path(tempfile.gettempdir()) / "fusiondesk-test-logs"
+    log_dir.mkdir(exist_ok=True)
+    log = tempfile.NamedTemporaryFile("w", dir=log_dir, suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         list(command), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
