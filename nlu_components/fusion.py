@@ -334,9 +334,7 @@ class FusionClassifierModel:
             fused=True,  # one kernel per step: several times faster on CPU
         )
         steps = max(1, epochs * math.ceil(len(train_idx) / config.batch_size))
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.learning_rate, total_steps=steps, pct_start=0.05
-        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps))
         loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         best = (-1.0, 0, None)
         bad_epochs = 0
@@ -547,6 +545,19 @@ class FusionClassifierModel:
             ) from e
         model.net.eval()
         return model
+
+
+def _warmup_cosine(total_steps: int, warmup_fraction: float = 0.05):  # type: ignore[no-untyped-def]
+    """Learning-rate factor: linear warm-up, then cosine decay to 5 % (any number of steps)."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
 
 
 def _in_scope_mask(labels: list[str], y: np.ndarray, oos_intent: str) -> np.ndarray:

@@ -109,3 +109,10 @@ def test_bad_config_and_missing_files(tmp_path: Path) -> None:
         FusionClassifierModel.train(examples[:3], ["a"] * 3, FusionConfig())
     with pytest.raises(ModelLoadError, match="rasa train"):
         FusionClassifierModel.load(tmp_path)
+
+
+def test_tiny_data_trains_without_schedule_errors() -> None:
+    """One optimiser step per epoch (a handful of examples) must still train."""
+    examples, labels = make_examples(3, seed=8)
+    model = FusionClassifierModel.train(examples, labels, FusionConfig(epochs=2, hidden_dim=16))
+    assert len(model.predict(examples[:2])) == 2
