@@ -89,7 +89,9 @@ def train(force: bool = False, models_dir: Path | None = None) -> Path:
         command.append("--force")
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=os.environ.copy())
     if result.returncode != 0:
-        raise FusionDeskError(f"`rasa train` failed (exit {result.returncode}); see its output above")
+        raise FusionDeskError(
+            f"`rasa train` failed (exit {result.returncode}); see its output above"
+        )
     return latest_model(models_dir)
 
 
@@ -270,5 +272,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "web server": settings.web_port,
         },
     )
-    model = latest_model(settings.models_dir) if args.no_train else train(models_dir=settings.models_dir)
+    model = (
+        latest_model(settings.models_dir)
+        if args.no_train
+        else train(models_dir=settings.models_dir)
+    )
     return serve(settings, model)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +103,7 @@ class SentenceEncoder:
         self.dim = int(self.model.config.hidden_size)
         self._lock = threading.Lock()
 
-    def with_state(self, state: dict[str, object]) -> SentenceEncoder:
+    def with_state(self, state: Mapping[str, Any]) -> SentenceEncoder:
         """A copy of this encoder whose weights are updated from `state` (fine-tuned layers)."""
         import copy
 

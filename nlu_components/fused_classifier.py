@@ -323,6 +323,8 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
 
     def _set_prediction(self, message: Message, prediction: Any) -> None:
         model = self.model
+        if model is None:
+            raise ModelLoadError("FusedIntentClassifier is not trained; run `rasa train`")
         probs = prediction.probabilities
         order = np.argsort(-probs)
         ranking = [

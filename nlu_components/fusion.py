@@ -336,7 +336,7 @@ class FusionClassifierModel:
         steps = max(1, epochs * math.ceil(len(train_idx) / config.batch_size))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps))
         loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        best = (-1.0, 0, None)
+        best: tuple[float, int, dict[str, torch.Tensor] | None] = (-1.0, 0, None)
         bad_epochs = 0
         order = list(train_idx)
         for epoch in range(1, (stop_after or epochs) + 1):

@@ -97,7 +97,7 @@ def syntax_cues(doc: Doc) -> list[str]:
         return ["empty"]
     for root in _roots(doc):
         cues += [f"root={_lemma(root)}", f"root_pos={root.pos_}"]
-        tense = root.morph.get("Tense")
+        tense = root.morph.get("Tense", [])
         if tense:
             cues.append(f"tense={tense[0]}")
         if _is_negated(root):

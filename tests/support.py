@@ -109,7 +109,10 @@ def tiny_project(
     stories["stories"] = [
         s
         for s in stories.get("stories", [])
-        if all("intent" not in step or step["intent"] in set(intents) | _CONVERSATION for step in s["steps"])
+        if all(
+            "intent" not in step or step["intent"] in set(intents) | _CONVERSATION
+            for step in s["steps"]
+        )
     ]
     stories_file.write_text(yaml.safe_dump(stories, sort_keys=False), encoding="utf-8")
     return dest
@@ -133,7 +136,9 @@ def rasa_train(project: Path, out: Path | None = None, timeout: float = 900) -> 
         timeout=timeout,
     )
     if result.returncode != 0:
-        raise AssertionError(f"rasa train failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"rasa train failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return out / "model.tar.gz"
 
 
@@ -160,7 +165,12 @@ def running(
     log_dir.mkdir(exist_ok=True)
     log = tempfile.NamedTemporaryFile("w", dir=log_dir, suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
-        list(command), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        list(command),
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         try:

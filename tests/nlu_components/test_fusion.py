@@ -35,7 +35,9 @@ def make_examples(n_per_label: int, seed: int) -> tuple[list[Example], list[str]
 def trained() -> FusionClassifierModel:
     examples, labels = make_examples(30, seed=1)
     return FusionClassifierModel.train(
-        examples, labels, FusionConfig(epochs=40, hidden_dim=32, attention_dim=16, learning_rate=3e-3, patience=10)
+        examples,
+        labels,
+        FusionConfig(epochs=40, hidden_dim=32, attention_dim=16, learning_rate=3e-3, patience=10),
     )
 
 
