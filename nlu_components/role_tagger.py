@@ -80,7 +80,7 @@ class TaggerConfig:
     #: Longest entity (in tokens) the lexicon looks up.
     lexicon_max_words: int = 6
     #: Real-valued PCA components of each token vector used as features (0 turns them off).
-    encoder_dims: int = 24
+    encoder_dims: int = 12
     #: k-means cluster counts over token vectors; each gives one discrete feature per token.
     encoder_clusters: tuple[int, ...] = (32, 128, 512)
     #: Clusters of the sentence vector (0 turns the sentence feature off).

@@ -115,7 +115,7 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             "lexicon_folds": 5,
             "lexicon_max_words": 6,
             # PCA components of each token vector used as real-valued CRF features.
-            "encoder_dims": 24,
+            "encoder_dims": 12,
             # k-means cluster counts over token vectors (one discrete feature each).
             "encoder_clusters": [32, 128, 512],
             # Clusters of the sentence vector (what the utterance is about); 0 = off.

@@ -102,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=JSON",
         help="tagger settings to compare, e.g. no-roles='{\"use_role_features\": false}'",
     )
+    parser.add_argument(
+        "--annotated-intents-only",
+        action="store_true",
+        help="train only on intents with entity annotations (the extractor's default)",
+    )
     args = parser.parse_args(argv)
     variants = dict(DEFAULT_VARIANTS)
     if args.variant:
@@ -110,12 +115,16 @@ def main(argv: list[str] | None = None) -> int:
             name, _, raw = item.partition("=")
             variants[name] = json.loads(raw or "{}")
     train_rows, test_rows = read(args.train), read(args.test)
+    if args.annotated_intents_only:
+        annotated = {r.get("intent") for r in train_rows if r["entities"]}
+        train_rows = [r for r in train_rows if r.get("intent") in annotated]
     nlp, encoder = load_parsing_pipeline(DEFAULT_SPACY_MODEL), load_encoder(max_length=64)
     started = time.monotonic()
     train_inputs, test_inputs = prepare(train_rows, nlp, encoder), prepare(test_rows, nlp, encoder)
     prepared_s = time.monotonic() - started
     report: dict[str, Any] = {
         "train": str(args.train),
+        "train_utterances": len(train_rows),
         "test": str(args.test),
         "prepare_seconds": round(prepared_s, 1),
         "variants": {},
