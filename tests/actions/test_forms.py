@@ -406,3 +406,26 @@ def test_fifty_ish_is_rejected_although_the_nlu_marked_only_fifty() -> None:
     slots, said = run(ValidateTransferMoneyForm(), t)
     assert slots["amount"] is None
     assert any("not “fifty-ish”" in s for s in said)
+
+
+def test_the_second_abandoned_form_hands_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """stop → action_stop_form → action_form_abandoned (rules); twice → handoff."""
+    from actions.handoff import ActionFormAbandoned
+
+    config = tmp_path / "fusiondesk.yml"
+    config.write_text("handoff:\n  forms_abandoned: 2\n", encoding="utf-8")
+    monkeypatch.setenv("FUSIONDESK_CONFIG", str(config))
+    first = tracker("top_up_form", {"forms_abandoned": 0}, user("stop", "stop"), {}, None)
+    slots, _ = run(ActionFormAbandoned(), first)
+    assert slots == {"forms_abandoned": 1.0}
+    second = tracker(
+        "block_card_form", {"forms_abandoned": 1.0}, user("cancel that", "stop"), {}, None
+    )
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(ActionFormAbandoned().run(dispatcher, second, DOMAIN))
+    assert {"event": "slot", "name": "handoff_reason", "value": "form_abandoned"} in [
+        {k: e.get(k) for k in ("event", "name", "value")} for e in events
+    ]
+    assert any(e.get("event") == "followup" and e.get("name") == "action_handoff" for e in events)
