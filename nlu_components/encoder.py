@@ -73,6 +73,9 @@ class TokenEncoding:
     offsets: np.ndarray
     #: (dim,) L2-normalised mean of the pieces (the sentence embedding).
     sentence: np.ndarray
+    #: (len(layers) * dim,) the mean pooling of each requested hidden layer, each
+    #: L2-normalised, concatenated (None unless `layers` was given).
+    layers: np.ndarray | None = None
 
 
 class SentenceEncoder:
@@ -124,7 +127,7 @@ class SentenceEncoder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
-    def _forward(self, texts: list[str]):  # type: ignore[no-untyped-def]
+    def _forward(self, texts: list[str], layers: Sequence[int] = ()):  # type: ignore[no-untyped-def]
         import torch
 
         batch = self.tokenizer(
@@ -137,8 +140,12 @@ class SentenceEncoder:
         )
         offsets = batch.pop("offset_mapping")
         with torch.inference_mode():
-            hidden = self.model(**batch).last_hidden_state
-        return hidden, batch["attention_mask"], offsets, batch.get("special_tokens_mask")
+            output = self.model(**batch, output_hidden_states=bool(layers))
+        hidden = output.last_hidden_state
+        if layers:
+            states = output.hidden_states
+            return hidden, batch["attention_mask"], offsets, [states[i] for i in layers]
+        return hidden, batch["attention_mask"], offsets, None
 
     def encode(self, texts: Sequence[str], num_threads: int | None = None) -> np.ndarray:
         """L2-normalised mean-pooled embeddings, shape (len(texts), dim), float32."""
@@ -152,16 +159,34 @@ class SentenceEncoder:
                 out[index] = pooled
         return out
 
+    def check_layers(self, layers: Sequence[int]) -> tuple[int, ...]:
+        """Validated hidden-layer indices (0 = embeddings, n = last layer)."""
+        count = int(self.model.config.num_hidden_layers)
+        if any(not isinstance(i, int) or not 0 <= i <= count for i in layers):
+            raise ComponentConfigError(
+                f"encoder layers must be integers from 0 (embeddings) to {count}, got {list(layers)}"
+            )
+        return tuple(layers)
+
     def encode_tokens(
-        self, texts: Sequence[str], num_threads: int | None = None
+        self, texts: Sequence[str], num_threads: int | None = None, layers: Sequence[int] = ()
     ) -> list[TokenEncoding]:
-        """Per-piece contextual embeddings with character offsets, plus the sentence vector."""
+        """Per-piece contextual embeddings with character offsets, plus the sentence vector.
+
+        With `layers`, each encoding also carries those hidden layers' mean poolings.
+        """
+        layers = self.check_layers(layers)
         results: list[TokenEncoding | None] = [None] * len(texts)
         with self._lock, _threads(num_threads or self.num_threads):
             for index in self._batches(texts):
-                hidden, mask, offsets, _ = self._forward([texts[i] for i in index])
+                hidden, mask, offsets, states = self._forward([texts[i] for i in index], layers)
                 hidden_np, mask_np, offsets_np = hidden.numpy(), mask.numpy(), offsets.numpy()
                 pooled = _mean_pool(hidden_np, mask_np)
+                multi = (
+                    np.concatenate([_mean_pool(s.numpy(), mask_np) for s in states], axis=1)
+                    if states
+                    else None
+                )
                 for row, i in enumerate(index):
                     length = int(mask_np[row].sum())
                     # drop [CLS] (first) and [SEP] (last)
@@ -170,6 +195,7 @@ class SentenceEncoder:
                         vectors=hidden_np[row, keep].astype(np.float32),
                         offsets=offsets_np[row, keep].astype(np.int64),
                         sentence=pooled[row],
+                        layers=None if multi is None else multi[row],
                     )
         return [r for r in results if r is not None]
 

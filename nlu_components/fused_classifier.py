@@ -24,13 +24,12 @@ from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, PREDICTED_CONFIDE
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from nlu_components.align import pool_pieces_to_tokens
 from nlu_components.encoder import SentenceEncoder, load_encoder
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.finetune import FineTuneConfig, finetune
 from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig
-from nlu_components.syntax import TOKEN_FEATURE_DIM
-from nlu_components.syntax_featurizer import SYNTAX_CUES, SYNTAX_TOKEN_FEATURES, SyntaxFeaturizer
+from nlu_components.symbolic import message_words
+from nlu_components.syntax_featurizer import SYNTAX_CUES, SyntaxFeaturizer
 
 logger = logging.getLogger(__name__)
 
@@ -64,38 +63,39 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             "finetune_layers": 2,
             "finetune_epochs": 3,
             "finetune_batch_size": 32,
-            "finetune_encoder_learning_rate": 0.00003,
-            "finetune_head_learning_rate": 0.0003,
-            # Encoder the fine-tuning mode starts from (null = the MiniLM package) and its
-            # word-piece limit; use the same values as TransformerEncoderFeaturizer.
+            "finetune_encoder_learning_rate": 0.00005,
+            "finetune_head_learning_rate": 0.003,
+            # Encoder the fine-tuning mode starts from (null = the MiniLM package), its
+            # word-piece limit and pooled layers; use the same values as
+            # TransformerEncoderFeaturizer.
             "model_path": None,
             "max_length": 64,
-            # Width of the fused representation and of the syntax-guided attention.
-            "hidden_dim": 256,
-            # Width of each syntax cue's embedding (projected to hidden_dim).
-            "cue_dim": 64,
-            "attention_dim": 128,
-            "dropout": 0.2,
-            # Upper bound on epochs; early stopping on the held-out slice picks the number.
-            "epochs": 20,
-            "patience": 4,
-            "batch_size": 64,
-            "learning_rate": 0.001,
-            "weight_decay": 0.01,
-            "label_smoothing": 0.1,
-            # Share of each intent held out for early stopping, calibration and the OOS threshold.
-            "validation_fraction": 0.1,
-            # After early stopping, retrain on all data for the chosen number of epochs.
-            "refit_on_all": True,
-            # Syntax cues seen fewer times than this in training are ignored.
+            "pooling_layers": [2, 4, 6],
+            # Inverse L2 strength of both views' weights (as C of a logistic regression).
+            "regularization": 20.0,
+            # L-BFGS iterations of the joint fit (the refit on all data gets half).
+            "max_iterations": 200,
+            # Weight of each group of the symbolic view: syntax cues from the dependency
+            # parse, word uni/bigrams, character n-grams inside words (0 = off).
+            "syntax_group_weight": 0.5,
+            "word_group_weight": 0.5,
+            "char_group_weight": 0.5,
+            "char_ngram_min": 2,
+            "char_ngram_max": 5,
+            # Syntax cues and character n-grams seen fewer times than this are ignored.
             "min_cue_count": 2,
-            # Tokens per message the attention looks at.
-            "max_tokens": 48,
+            # Pull of the per-message gate towards an even split between the views.
+            "gate_regularization": 0.01,
+            # Share of each intent held out for the gate, calibration and the OOS thresholds.
+            "validation_fraction": 0.1,
+            # After calibration, refit the views on all data (warm start).
+            "refit_on_all": True,
             "seed": 42,
             "training_threads": 2,
-            # Out-of-scope: intent trained from examples, plus a calibrated threshold. A
-            # prediction whose confidence is below the threshold becomes `oos_intent` (or
-            # `nlu_fallback` when the data has no such intent).
+            # Out-of-scope: intent trained from examples, plus two thresholds calibrated on
+            # the held-out slice (automatic ones only when the data has `oos_intent`
+            # examples). A prediction below either becomes `oos_intent` (or `nlu_fallback`
+            # when the data has no such intent and a fixed threshold is set).
             "oos_intent": "out_of_scope",
             # Held-out in-scope messages the automatic threshold may reject (0.02 = 2 %).
             "oos_in_scope_rejection": 0.02,
@@ -106,7 +106,7 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             "oos_similarity_threshold": None,
             # Intents listed in `intent_ranking`.
             "ranking_length": 10,
-            # Syntax cues and tokens named in each explanation.
+            # Syntax cues and words named in each explanation.
             "explanation_cues": 3,
         }
 
@@ -134,15 +134,16 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             )
         options = {k: v for k, v in config.items() if k in _FUSION_KEYS}
         options["views"] = tuple(options.get("views", ("encoder", "syntax")))
-        if mode == "finetune":
-            if "encoder" not in options["views"]:
-                raise ComponentConfigError("mode `finetune` needs the `encoder` view")
-            options["refit_on_all"] = False  # the held-out slice steers fine-tuning
+        if mode == "finetune" and "encoder" not in options["views"]:
+            raise ComponentConfigError("mode `finetune` needs the `encoder` view")
         return FusionConfig(**options)
 
     @staticmethod
     def finetune_config(config: dict[str, Any]) -> FineTuneConfig:
         return FineTuneConfig(
+            pooling_layers=tuple(config["pooling_layers"]),
+            validation_fraction=config["validation_fraction"],
+            seed=config["seed"],
             layers=config["finetune_layers"],
             epochs=config["finetune_epochs"],
             batch_size=config["finetune_batch_size"],
@@ -176,48 +177,37 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
 
     # ------------------------------------------------------------------ features
     @staticmethod
-    def _example(message: Message) -> Example | None:
-        sequence, sentence = message.get_dense_features(
+    def _words(message: Message) -> list[str]:
+        return message_words([t.text for t in message.get(TOKENS_NAMES[TEXT]) or []])
+
+    @classmethod
+    def _example(cls, message: Message) -> Example | None:
+        _, sentence = message.get_dense_features(
             TEXT,
             featurizers=[],  # all dense text features; ours is the only dense featurizer
         )
-        if sentence is None or sequence is None:
+        if sentence is None:
             return None
-        token_syntax = message.get(SYNTAX_TOKEN_FEATURES)
-        if token_syntax is None:
-            token_syntax = np.zeros((0, TOKEN_FEATURE_DIM), dtype=np.float32)
         return Example(
-            tokens=np.asarray(sequence.features, dtype=np.float32),
             sentence=np.asarray(sentence.features, dtype=np.float32).reshape(-1),
-            token_syntax=np.asarray(token_syntax, dtype=np.float32),
             cues=list(message.get(SYNTAX_CUES) or []),
+            words=cls._words(message),
         )
-
-    @staticmethod
-    def _spans(message: Message) -> list[tuple[int, int]]:
-        return [(t.start, t.end) for t in message.get(TOKENS_NAMES[TEXT]) or []]
 
     def _encoded_examples(
         self, messages: list[Message], encoder: SentenceEncoder, threads: int
     ) -> list[Example]:
         """Examples whose vectors come from `encoder` (fine-tuning mode)."""
-        encodings = encoder.encode_tokens([m.get(TEXT) or "" for m in messages], threads)
-        examples = []
-        for message, encoding in zip(messages, encodings):
-            token_syntax = message.get(SYNTAX_TOKEN_FEATURES)
-            examples.append(
-                Example(
-                    tokens=pool_pieces_to_tokens(
-                        encoding.vectors, encoding.offsets, self._spans(message)
-                    ),
-                    sentence=encoding.sentence,
-                    token_syntax=np.zeros((0, TOKEN_FEATURE_DIM), np.float32)
-                    if token_syntax is None
-                    else token_syntax,
-                    cues=list(message.get(SYNTAX_CUES) or []),
-                )
+        layers = tuple(self.component_config["pooling_layers"])
+        encodings = encoder.encode_tokens([m.get(TEXT) or "" for m in messages], threads, layers)
+        return [
+            Example(
+                sentence=encoding.sentence if encoding.layers is None else encoding.layers,
+                cues=list(message.get(SYNTAX_CUES) or []),
+                words=self._words(message),
             )
-        return examples
+            for message, encoding in zip(messages, encodings)
+        ]
 
     # ------------------------------------------------------------------ training
     def train(self, training_data: TrainingData) -> Resource:
@@ -226,12 +216,20 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
         messages = [
             m for m in training_data.intent_examples if m.get(INTENT) and m.get(TOKENS_NAMES[TEXT])
         ]
+        state: dict[str, Any] = {}
         if self.finetuning:
             encoder = self._base_encoder()
-            examples = self._encoded_examples(
-                messages, encoder, self.component_config["training_threads"]
-            )
             labels = [m.get(INTENT) for m in messages]
+            state = finetune(
+                encoder,
+                [m.get(TEXT) for m in messages],
+                labels,
+                self.finetune_config(self.component_config),
+            )
+            self.encoder = encoder.with_state(state)
+            examples = self._encoded_examples(
+                messages, self.encoder, self.component_config["training_threads"]
+            )
         else:
             for message in messages:
                 example = self._example(message)
@@ -248,16 +246,8 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             examples, labels, self.fusion_config(self.component_config)
         )
         if self.finetuning:
-            self.model = finetune(
-                self.model,
-                encoder,
-                examples,
-                [m.get(TEXT) for m in messages],
-                [self._spans(m) for m in messages],
-                labels,
-                self.finetune_config(self.component_config),
-            )
-            self.encoder = encoder.with_state(self.model.encoder_state or {})
+            self.model.encoder_state = state
+            self.model.finetune_layers = self.component_config["finetune_layers"]
         with self._model_storage.write_to(self._resource) as directory:
             self.model.save(directory)
         return self._resource
@@ -350,17 +340,18 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
         self, message: Message, prediction: Any, below_threshold: bool
     ) -> dict[str, Any]:
         n = self.component_config["explanation_cues"]
-        tokens = message.get(TOKENS_NAMES[TEXT]) or []
-        weighted = sorted(
-            zip((t.text for t in tokens), prediction.token_weights), key=lambda item: -item[1]
-        )[:n]
+        contributions = prediction.cue_contributions
+
+        def top(prefix: str) -> list[dict[str, Any]]:
+            chosen = [(c, e) for c, e in contributions if c.startswith(prefix)][:n]
+            return [{"cue": c.removeprefix(prefix), "effect": round(e, 4)} for c, e in chosen]
+
         explanation: dict[str, Any] = {
+            # share α of the symbolic (syntax) view in this decision; the encoder has 1 − α
             "syntax_weight": None if prediction.gate is None else round(prediction.gate, 4),
-            "syntax_cues": [
-                {"cue": cue, "effect": round(score, 4)}
-                for cue, score in prediction.cue_contributions[:n]
-            ],
-            "attended_tokens": [{"token": t, "weight": round(w, 4)} for t, w in weighted],
+            # parse cues and words that moved the predicted intent (effect on its logit)
+            "syntax_cues": top("syntax:"),
+            "words": top("word:"),
             "temperature": round(self.model.temperature, 4) if self.model else None,
             "nearest_example_similarity": round(prediction.similarity, 4),
             "oos_threshold": self.model.oos_threshold if self.model else None,

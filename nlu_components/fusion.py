@@ -1,38 +1,46 @@
-"""The fusion model: transformer view M(x) and syntax view T(x), gated, calibrated (pure torch).
+"""The fusion model: language-model view M(x) and symbolic view T(x), gated, calibrated.
 
-    M  = GELU(W_m [mean(h) ; Σ_t a_t h_t])        a_t = softmax_t(v · tanh(W_h h_t + W_s s_t))
-    T  = GELU(Σ_c w_c e_c)                         e_c: embedding of syntax cue c
-    g  = σ(W_g [M ; T])                            per-message, per-dimension gate
-    F  = g ⊙ T + (1 − g) ⊙ M
-    p  = softmax(W_o LayerNorm(F) / temperature)
+    L_M = W_M · m(x)                m(x): MiniLM mean-pooled over several layers, each L2-normalised
+    L_T = W_T · t(x)                t(x): tf-idf bag of syntax cues, words and word pieces (symbolic.py)
+    α   = σ(u · z(x) + b)           z(x): each view's confidence, entropy and whether they agree
+    F   = 2 · ((1 − α) · L_M + α · L_T)
+    p   = softmax(F / temperature)
 
-h_t are the encoder's contextual token vectors, s_t the token syntax features (dependency
-label, POS, structural flags), so the attention that pools tokens is steered by the parse.
-Training uses early stopping on a held-out slice, then temperature scaling on that slice, and
-optionally refits on all data for the chosen number of epochs. No Rasa imports here.
+Training (full batch, L-BFGS, so it is deterministic and converges in seconds to a minute):
+
+1. both views' weights are fitted *jointly* (α = ½) with L2 regularisation on a stratified
+   90 % slice of the training data — a convex problem, so no epochs or early stopping to tune;
+2. on the held-out 10 % the per-message gate (u, b) is learned (regularised towards α = ½), then
+   the temperature (Guo et al., 2017) and the two out-of-scope thresholds are calibrated;
+3. the view weights are refitted on all data (warm start), gate and calibration kept.
+
+Every decision is explainable exactly: the logit is linear in the symbolic features, so a
+feature's effect on the predicted intent is 2α · t_f · (W_T[f, c] − mean_k W_T[f, k]).
+No Rasa imports here.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import random
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nlu_components.errors import ComponentConfigError, ModelLoadError
+from nlu_components.symbolic import SymbolicVocabulary, symbolic_terms
 
 logger = logging.getLogger(__name__)
 
 VIEWS = ("encoder", "syntax")
+#: Symbolic groups named in explanations (character n-grams are not readable enough).
+EXPLAINED_GROUPS = ("syntax:", "word:")
 
 
 @dataclass(frozen=True)
@@ -40,20 +48,22 @@ class FusionConfig:
     """Hyper-parameters of the fusion model (validated on construction)."""
 
     views: tuple[str, ...] = VIEWS
-    hidden_dim: int = 256
-    cue_dim: int = 64
-    attention_dim: int = 128
-    dropout: float = 0.2
-    epochs: int = 20
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    label_smoothing: float = 0.1
-    patience: int = 4
+    #: Inverse L2 strength of the view weights (as `C` of a logistic regression).
+    regularization: float = 20.0
+    #: L-BFGS iterations of the joint fit (the refit on all data gets half, warm-started).
+    max_iterations: int = 200
+    #: Weight of each symbolic group (0 switches a group off).
+    syntax_group_weight: float = 0.5
+    word_group_weight: float = 0.5
+    char_group_weight: float = 0.5
+    char_ngram_min: int = 2
+    char_ngram_max: int = 5
+    #: Terms seen in fewer training messages are ignored (syntax cues and word pieces).
+    min_cue_count: int = 2
+    #: L2 pull of the gate towards α = ½ (larger = a flatter gate).
+    gate_regularization: float = 0.01
     validation_fraction: float = 0.1
     refit_on_all: bool = True
-    min_cue_count: int = 2
-    max_tokens: int = 48
     seed: int = 42
     training_threads: int = 2
     oos_intent: str = "out_of_scope"
@@ -70,18 +80,36 @@ class FusionConfig:
             raise ComponentConfigError("`validation_fraction` must be in (0, 0.5)")
         if not 0.0 <= self.oos_in_scope_rejection < 0.5:
             raise ComponentConfigError("`oos_in_scope_rejection` must be in [0, 0.5)")
-        if self.epochs < 1 or self.batch_size < 1 or self.hidden_dim < 8:
-            raise ComponentConfigError("`epochs`, `batch_size` and `hidden_dim` must be positive")
+        if self.regularization <= 0 or self.max_iterations < 1:
+            raise ComponentConfigError("`regularization` and `max_iterations` must be positive")
+        if not 1 <= self.char_ngram_min <= self.char_ngram_max:
+            raise ComponentConfigError("need 1 <= `char_ngram_min` <= `char_ngram_max`")
+        weights = (self.syntax_group_weight, self.word_group_weight, self.char_group_weight)
+        if any(w < 0 for w in weights) or ("syntax" in views and not any(weights)):
+            raise ComponentConfigError("symbolic group weights must be >= 0, one of them > 0")
+
+    def vocabulary(self) -> SymbolicVocabulary:
+        return SymbolicVocabulary(
+            group_weights={
+                "syntax": self.syntax_group_weight,
+                "word": self.word_group_weight,
+                "char": self.char_group_weight,
+            },
+            min_count={"syntax": self.min_cue_count, "word": 1, "char": self.min_cue_count},
+            char_ngrams=(self.char_ngram_min, self.char_ngram_max),
+        )
 
 
 @dataclass
 class Example:
     """One message's inputs to the fusion model."""
 
-    tokens: np.ndarray  # (L, enc_dim) contextual token vectors
-    sentence: np.ndarray  # (enc_dim,) sentence embedding
-    token_syntax: np.ndarray  # (L', syn_dim) token syntax features (aligned with tokens)
+    #: (d,) the encoder's sentence vector (several layers' mean pooling, each L2-normalised).
+    sentence: np.ndarray
+    #: Syntax cues from the dependency parse (`syntax.syntax_cues`).
     cues: list[str] = field(default_factory=list)
+    #: The message's words (token texts), for word and word-piece features.
+    words: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -91,105 +119,14 @@ class Prediction:
     probabilities: np.ndarray
     #: Cosine similarity to the nearest in-scope training message (novelty signal).
     similarity: float
+    #: Share α of the symbolic view in the decision (None with a single view).
     gate: float | None
+    #: Symbolic features that moved the predicted intent, strongest first: (name, effect).
     cue_contributions: list[tuple[str, float]]
-    token_weights: list[float]
-
-
-class FusionNet(nn.Module):
-    """The gated fusion network (see the module docstring)."""
-
-    def __init__(
-        self, enc_dim: int, syn_dim: int, n_cues: int, n_labels: int, config: FusionConfig
-    ) -> None:
-        super().__init__()
-        self.use_encoder = "encoder" in config.views
-        self.use_syntax = "syntax" in config.views
-        hidden = config.hidden_dim
-        if self.use_encoder:
-            pooled = enc_dim
-            if self.use_syntax:
-                self.att_h = nn.Linear(enc_dim, config.attention_dim)
-                self.att_s = nn.Linear(syn_dim, config.attention_dim, bias=False)
-                self.att_v = nn.Linear(config.attention_dim, 1, bias=False)
-                pooled = 2 * enc_dim
-            self.enc_proj = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(pooled, hidden))
-            # unit-norm sentence vectors → unit-variance inputs; plus a linear path from the
-            # sentence embedding to the logits, so the model is never weaker than a linear
-            # classifier on the encoder alone
-            self.sentence_scale = float(enc_dim) ** 0.5
-            self.skip = nn.Linear(enc_dim, n_labels)
-        if self.use_syntax:
-            self.cue_emb = nn.EmbeddingBag(n_cues + 1, config.cue_dim, mode="sum")
-            self.syn_proj = nn.Linear(config.cue_dim, hidden)
-        if self.use_encoder and self.use_syntax:
-            self.gate = nn.Linear(2 * hidden, hidden)
-            nn.init.constant_(self.gate.bias, -2.0)  # start close to the encoder view
-        self.act = nn.GELU()
-        self.norm = nn.LayerNorm(hidden)
-        self.drop = nn.Dropout(config.dropout)
-        self.out = nn.Linear(hidden, n_labels)
-
-    def forward(
-        self,
-        tokens: torch.Tensor,
-        mask: torch.Tensor,
-        sentence: torch.Tensor,
-        token_syntax: torch.Tensor,
-        cue_ids: torch.Tensor,
-        cue_offsets: torch.Tensor,
-        cue_weights: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        aux: dict[str, torch.Tensor] = {}
-        m = t = None
-        if self.use_encoder:
-            sentence = sentence * self.sentence_scale
-            pooled = sentence
-            if self.use_syntax:
-                scores = self.att_v(torch.tanh(self.att_h(tokens) + self.att_s(token_syntax)))
-                scores = scores.squeeze(-1).masked_fill(~mask, -1e4)
-                weights = torch.softmax(scores, dim=-1)
-                aux["attention"] = weights
-                pooled = torch.cat(
-                    [sentence, torch.bmm(weights.unsqueeze(1), tokens).squeeze(1)], -1
-                )
-            m = self.act(self.enc_proj(pooled))
-        if self.use_syntax:
-            bag = self.cue_emb(cue_ids, cue_offsets, per_sample_weights=cue_weights)
-            t = self.act(self.syn_proj(bag))
-        if m is not None and t is not None:
-            g = torch.sigmoid(self.gate(torch.cat([m, t], dim=-1)))
-            aux["gate"] = g
-            fused = g * t + (1 - g) * m
-        else:
-            fused = m if m is not None else t
-        if fused is None:
-            raise ComponentConfigError("the fusion model has no view switched on")
-        logits = self.out(self.drop(self.norm(fused)))
-        if self.use_encoder:
-            logits = logits + self.skip(self.drop(sentence))
-        return logits, aux
-
-
-@dataclass
-class Batch:
-    tokens: torch.Tensor
-    mask: torch.Tensor
-    sentence: torch.Tensor
-    token_syntax: torch.Tensor
-    cue_ids: torch.Tensor
-    cue_offsets: torch.Tensor
-    cue_weights: torch.Tensor
-
-    def inputs(self) -> tuple[torch.Tensor, ...]:
-        return (
-            self.tokens, self.mask, self.sentence, self.token_syntax,
-            self.cue_ids, self.cue_offsets, self.cue_weights,
-        )  # fmt: skip
 
 
 class FusionClassifierModel:
-    """Trains, calibrates, predicts, saves and loads the fusion network."""
+    """Trains, calibrates, predicts, saves and loads the fusion model."""
 
     WEIGHTS_FILE = "fusion.safetensors"
     META_FILE = "fusion.json"
@@ -198,90 +135,86 @@ class FusionClassifierModel:
         self,
         config: FusionConfig,
         labels: list[str],
-        cue_vocab: dict[str, int],
+        vocabulary: SymbolicVocabulary,
         enc_dim: int,
-        syn_dim: int,
     ) -> None:
         self.config = config
         self.labels = labels
-        self.cue_vocab = cue_vocab
-        self.cue_names = {i: c for c, i in cue_vocab.items()}
+        self.vocabulary = vocabulary
         self.enc_dim = enc_dim
-        self.syn_dim = syn_dim
+        k = len(labels)
+        self.use_encoder = "encoder" in config.views
+        self.use_syntax = "syntax" in config.views
+        self.weights: dict[str, np.ndarray] = {
+            "encoder_weight": np.zeros((enc_dim if self.use_encoder else 0, k), np.float32),
+            "encoder_bias": np.zeros(k, np.float32),
+            "symbolic_weight": np.zeros((vocabulary.size if self.use_syntax else 0, k), np.float32),
+            "symbolic_bias": np.zeros(k, np.float32),
+            "gate_weight": np.zeros(5, np.float32),
+            "gate_bias": np.zeros(1, np.float32),
+        }
         self.temperature = 1.0
         self.oos_threshold: float | None = config.oos_threshold
         self.similarity_threshold: float | None = config.oos_similarity_threshold
-        #: L2-normalised sentence embeddings of the in-scope training messages.
+        #: L2-normalised sentence vectors of the in-scope training messages.
         self.reference = np.zeros((0, enc_dim), dtype=np.float32)
-        self.best_epochs = 0
         self.validation_accuracy: float | None = None
+        self.train_iterations = 0
         #: Fine-tuned encoder layers (fine-tuning mode) and how many top layers they are.
         self.encoder_state: dict[str, torch.Tensor] | None = None
         self.finetune_layers = 0
-        self.net = FusionNet(enc_dim, syn_dim, len(cue_vocab), len(labels), config)
+
+    @property
+    def fused(self) -> bool:
+        return self.use_encoder and self.use_syntax
 
     # ---------------------------------------------------------------- inputs
-    def _batch(self, examples: Sequence[Example]) -> Batch:
-        max_len = max(1, min(self.config.max_tokens, max(len(e.tokens) for e in examples)))
-        n = len(examples)
-        tokens = np.zeros((n, max_len, self.enc_dim), dtype=np.float32)
-        syntax = np.zeros((n, max_len, self.syn_dim), dtype=np.float32)
-        mask = np.zeros((n, max_len), dtype=bool)
-        ids: list[int] = []
-        offsets: list[int] = []
-        weights: list[float] = []
-        for row, example in enumerate(examples):
-            length = min(max_len, len(example.tokens))
-            tokens[row, :length] = example.tokens[:length]
-            aligned = min(length, len(example.token_syntax))
-            syntax[row, :aligned] = example.token_syntax[:aligned]
-            mask[row, :length] = True
-            if length == 0:
-                mask[row, 0] = True
-            offsets.append(len(ids))
-            known = [self.cue_vocab[c] for c in example.cues if c in self.cue_vocab]
-            ids += known
-            weights += [1.0 / math.sqrt(max(1, len(known)))] * len(known)
-        return Batch(
-            tokens=torch.from_numpy(tokens),
-            mask=torch.from_numpy(mask),
-            sentence=torch.from_numpy(np.stack([e.sentence for e in examples]).astype(np.float32)),
-            token_syntax=torch.from_numpy(syntax),
-            cue_ids=torch.tensor(ids, dtype=torch.long),
-            cue_offsets=torch.tensor(offsets, dtype=torch.long),
-            cue_weights=torch.tensor(weights, dtype=torch.float32),
-        )
+    def _dense(self, examples: Sequence[Example]) -> np.ndarray:
+        if not self.use_encoder:
+            return np.zeros((len(examples), 0), np.float32)
+        matrix = np.stack([np.asarray(e.sentence, np.float32).reshape(-1) for e in examples])
+        if matrix.shape[1] != self.enc_dim:
+            raise ComponentConfigError(
+                f"encoder features have {matrix.shape[1]} dimensions, the model was trained on "
+                f"{self.enc_dim}: retrain with `rasa train --force`"
+            )
+        return matrix
+
+    def _terms(self, examples: Sequence[Example]) -> list[dict[str, list[str]]]:
+        span = (self.config.char_ngram_min, self.config.char_ngram_max)
+        return [symbolic_terms(e.cues, e.words, span) for e in examples]
+
+    def _sparse(self, examples: Sequence[Example]) -> sp.csr_matrix:
+        if not self.use_syntax:
+            return sp.csr_matrix((len(examples), 0), dtype=np.float32)
+        return self.vocabulary.transform(self._terms(examples))
 
     # ---------------------------------------------------------------- training
     @classmethod
     def train(
         cls, examples: Sequence[Example], labels: Sequence[str], config: FusionConfig
     ) -> FusionClassifierModel:
-        """Fit on `examples` with early stopping, calibration and an OOS threshold."""
+        """Fit both views jointly, learn the gate, calibrate, refit (see the module docstring)."""
         if len(examples) != len(labels) or not examples:
             raise ComponentConfigError("the fused classifier needs at least one labelled example")
         label_list = sorted(set(labels))
         if len(label_list) < 2:
             raise ComponentConfigError("the fused classifier needs at least two intents")
-        counts = Counter(c for e in examples for c in set(e.cues))
-        vocab = {
-            c: i
-            for i, c in enumerate(sorted(k for k, v in counts.items() if v >= config.min_cue_count))
-        }
-        enc_dim = int(examples[0].sentence.shape[-1])
-        syn_dim = (
-            int(examples[0].token_syntax.shape[-1])
-            if len(examples[0].token_syntax.shape) == 2
-            else 1
-        )
+        enc_dim = int(np.asarray(examples[0].sentence).reshape(-1).shape[0])
         y = np.array([label_list.index(label) for label in labels])
         train_idx, val_idx = _stratified_split(y, config.validation_fraction, config.seed)
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(config.training_threads)
         try:
-            torch.manual_seed(config.seed)
-            model = cls(config, label_list, vocab, enc_dim, syn_dim)
-            best_epochs, val_acc = model._fit(examples, y, train_idx, val_idx, config.epochs)
+            vocabulary = config.vocabulary()
+            probe = cls(config, label_list, vocabulary, enc_dim)
+            terms = probe._terms(examples)
+            if probe.use_syntax:
+                vocabulary.fit(terms[i] for i in train_idx)
+            model = cls(config, label_list, vocabulary, enc_dim)
+            dense = model._dense(examples)
+            sparse = vocabulary.transform(terms) if model.use_syntax else model._sparse(examples)
+            model._fit_views(dense[train_idx], sparse[train_idx], y[train_idx], None)
             in_scope = _in_scope_mask(label_list, y, config.oos_intent)
             model.calibrate(
                 [examples[i] for i in val_idx],
@@ -289,95 +222,133 @@ class FusionClassifierModel:
                 [examples[i] for i in train_idx if in_scope[i]],
             )
             if config.refit_on_all and len(val_idx):
-                torch.manual_seed(config.seed)
-                refit = cls(config, label_list, vocab, enc_dim, syn_dim)
-                # same learning-rate schedule as the early-stopped run, stopped at its best epoch
-                refit._fit(
-                    examples,
-                    y,
-                    np.arange(len(y)),
-                    np.array([], dtype=int),
-                    config.epochs,
-                    best_epochs,
-                )
-                refit.temperature = model.temperature
-                refit.oos_threshold = model.oos_threshold
-                refit.similarity_threshold = model.similarity_threshold
-                refit.reference = _reference([e for e, keep in zip(examples, in_scope) if keep])
-                model = refit
-            model.best_epochs = best_epochs
-            model.validation_accuracy = val_acc
+                if model.use_syntax:  # the full data's terms and idf, then a warm start
+                    old = vocabulary
+                    vocabulary = config.vocabulary().fit(terms)
+                    model.weights["symbolic_weight"] = _remap_rows(
+                        model.weights["symbolic_weight"], old, vocabulary
+                    )
+                    model.vocabulary = vocabulary
+                    sparse = vocabulary.transform(terms)
+                model._fit_views(dense, sparse, y, max(1, config.max_iterations // 2))
+                model.reference = _reference([e for e, keep in zip(examples, in_scope) if keep])
         finally:
             torch.set_num_threads(previous_threads)
         logger.info(
-            "fused classifier: %d epochs, held-out accuracy %.4f, temperature %.3f, OOS threshold %s",
-            best_epochs, val_acc, model.temperature, model.oos_threshold,
+            "fused classifier: %d terms, held-out accuracy %.4f, temperature %.3f, OOS %s / %s",
+            vocabulary.size, model.validation_accuracy or float("nan"), model.temperature,
+            model.oos_threshold, model.similarity_threshold,
         )  # fmt: skip
         return model
 
-    def _fit(
-        self,
-        examples: Sequence[Example],
-        y: np.ndarray,
-        train_idx: np.ndarray,
-        val_idx: np.ndarray,
-        epochs: int,
-        stop_after: int | None = None,
-    ) -> tuple[int, float]:
-        config = self.config
-        torch.manual_seed(config.seed)
-        rng = random.Random(config.seed)
-        optimizer = torch.optim.AdamW(
-            self.net.parameters(),
-            lr=config.learning_rate,
-            weight_decay=config.weight_decay,
-            fused=True,  # one kernel per step: several times faster on CPU
-        )
-        steps = max(1, epochs * math.ceil(len(train_idx) / config.batch_size))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps))
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        best: tuple[float, int, dict[str, torch.Tensor] | None] = (-1.0, 0, None)
-        bad_epochs = 0
-        order = list(train_idx)
-        for epoch in range(1, (stop_after or epochs) + 1):
-            self.net.train()
-            rng.shuffle(order)
-            for start in range(0, len(order), config.batch_size):
-                index = order[start : start + config.batch_size]
-                batch = self._batch([examples[i] for i in index])
-                logits, _ = self.net(*batch.inputs())
-                loss = loss_fn(logits, torch.from_numpy(y[index]))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-            if len(val_idx) == 0:
-                continue
-            accuracy = float(
-                (
-                    self._logits([examples[i] for i in val_idx]).argmax(-1).numpy() == y[val_idx]
-                ).mean()
-            )
-            if accuracy > best[0]:
-                best = (accuracy, epoch, {k: v.clone() for k, v in self.net.state_dict().items()})
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
-                if bad_epochs >= config.patience:
-                    break
-        if best[2] is not None:
-            self.net.load_state_dict(best[2])
-            return best[1], best[0]
-        return stop_after or epochs, float("nan")
+    def _fit_views(
+        self, dense: np.ndarray, sparse: sp.csr_matrix, y: np.ndarray, iterations: int | None
+    ) -> None:
+        """L2-regularised joint softmax regression of both views' logits (α = ½), L-BFGS."""
+        n = len(y)
+        params = {
+            key: torch.tensor(self.weights[key], requires_grad=True)
+            for key in ("encoder_weight", "encoder_bias", "symbolic_weight", "symbolic_bias")
+        }
+        x_dense = torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32))
+        x_sparse = _torch_csr(sparse)
+        target = torch.from_numpy(y)
+        penalty = 1.0 / (self.config.regularization * n)
+        scale = 1.0  # α = ½ in F = 2((1 − α) L_M + α L_T): the plain sum of the view logits
 
-    def _logits(self, examples: Sequence[Example], batch_size: int = 256) -> torch.Tensor:
-        self.net.eval()
-        outputs = []
-        with torch.inference_mode():
-            for start in range(0, len(examples), batch_size):
-                batch = self._batch(examples[start : start + batch_size])
-                outputs.append(self.net(*batch.inputs())[0])
-        return torch.cat(outputs) if outputs else torch.zeros((0, len(self.labels)))
+        def logits() -> torch.Tensor:
+            out = torch.zeros((n, len(self.labels)))
+            if self.use_encoder:
+                out = out + x_dense @ params["encoder_weight"] + params["encoder_bias"]
+            if self.use_syntax:
+                out = out + x_sparse @ params["symbolic_weight"] + params["symbolic_bias"]
+            return scale * out
+
+        trainable = [
+            params[k]
+            for k, used in (
+                ("encoder_weight", self.use_encoder),
+                ("encoder_bias", self.use_encoder),
+                ("symbolic_weight", self.use_syntax),
+                ("symbolic_bias", self.use_syntax),
+            )
+            if used
+        ]
+        optimizer = torch.optim.LBFGS(
+            trainable,
+            lr=1.0,
+            max_iter=iterations or self.config.max_iterations,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-6,
+            tolerance_change=1e-10,
+        )
+        torch.manual_seed(self.config.seed)
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(logits(), target) + penalty / 2 * (
+                params["encoder_weight"].pow(2).sum() + params["symbolic_weight"].pow(2).sum()
+            )
+            loss.backward()  # type: ignore[no-untyped-call]
+            return loss
+
+        optimizer.step(closure)  # type: ignore[no-untyped-call]
+        self.train_iterations += int(optimizer.state[trainable[0]].get("n_iter", 0))
+        for key, value in params.items():
+            self.weights[key] = value.detach().numpy().astype(np.float32)
+
+    def _view_logits(self, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
+        k = len(self.labels)
+        lm = np.zeros((len(examples), k), np.float32)
+        lt = np.zeros((len(examples), k), np.float32)
+        if self.use_encoder:
+            lm = self._dense(examples) @ self.weights["encoder_weight"] + self.weights["encoder_bias"]
+        if self.use_syntax:
+            lt = np.asarray(
+                self._sparse(examples) @ self.weights["symbolic_weight"]
+            ) + self.weights["symbolic_bias"]
+        return lm.astype(np.float32), lt.astype(np.float32)
+
+    def _combine(
+        self, lm: np.ndarray, lt: np.ndarray, gate: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Fused logits and α per message (α is None with a single view)."""
+        m, t = torch.from_numpy(lm), torch.from_numpy(lt)
+        if not self.fused:
+            return (m if self.use_encoder else t), None
+        u, b = gate or (
+            torch.from_numpy(self.weights["gate_weight"]),
+            torch.from_numpy(self.weights["gate_bias"]),
+        )
+        alpha = torch.sigmoid(_gate_inputs(m, t) @ u + b).unsqueeze(-1)
+        return 2 * ((1 - alpha) * m + alpha * t), alpha.squeeze(-1)
+
+    def _fit_gate(self, lm: np.ndarray, lt: np.ndarray, y: np.ndarray) -> None:
+        if not self.fused or len(y) == 0:
+            return
+        u = torch.zeros(5, requires_grad=True)
+        b = torch.zeros(1, requires_grad=True)
+        target = torch.from_numpy(y)
+        optimizer = torch.optim.LBFGS([u, b], max_iter=100, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            logits, _ = self._combine(lm, lt, (u, b))
+            loss = nn.functional.cross_entropy(logits, target) + self.config.gate_regularization * (
+                u.pow(2).sum() + b.pow(2).sum()
+            )
+            loss.backward()  # type: ignore[no-untyped-call]
+            return loss
+
+        optimizer.step(closure)  # type: ignore[no-untyped-call]
+        self.weights["gate_weight"] = u.detach().numpy().astype(np.float32)
+        self.weights["gate_bias"] = b.detach().numpy().astype(np.float32)
+
+    def _logits(self, examples: Sequence[Example]) -> torch.Tensor:
+        if not examples:
+            return torch.zeros((0, len(self.labels)))
+        return self._combine(*self._view_logits(examples))[0]
 
     def split(self, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Label ids and the (train, held-out) split `train` uses for these labels."""
@@ -390,20 +361,27 @@ class FusionClassifierModel:
     def calibrate(
         self, held_out: Sequence[Example], y_held_out: np.ndarray, reference: Sequence[Example]
     ) -> None:
-        """Temperature, confidence threshold and similarity threshold from a held-out slice.
+        """Gate, temperature, confidence threshold and similarity threshold from held-out data.
 
         `reference` are the in-scope training messages novelty is measured against.
         """
         config = self.config
-        logits = self._logits(held_out)
+        self.reference = _reference(list(reference))
+        if not held_out:
+            return
+        lm, lt = self._view_logits(held_out)
+        self._fit_gate(lm, lt, y_held_out)
+        logits = self._combine(lm, lt)[0]
+        self.validation_accuracy = float((logits.argmax(-1).numpy() == y_held_out).mean())
         self.temperature = _fit_temperature(logits, torch.from_numpy(y_held_out))
         threshold = self._oos_threshold(logits / self.temperature, y_held_out)
         self.oos_threshold = config.oos_threshold if config.oos_threshold is not None else threshold
-        self.reference = _reference(list(reference))
         in_scope = [e for e, keep in zip(held_out, self.in_scope(y_held_out)) if keep]
+        # like the confidence threshold, only when the data knows out-of-scope requests: on a
+        # closed set of intents, add Rasa's FallbackClassifier if messages should fall back
         similarity_threshold = (
             float(np.quantile(self._similarity(in_scope), config.oos_in_scope_rejection))
-            if in_scope and len(self.reference)
+            if in_scope and len(self.reference) and config.oos_intent in self.labels
             else None
         )
         self.similarity_threshold = (
@@ -430,10 +408,10 @@ class FusionClassifierModel:
 
     def _similarity(self, examples: Sequence[Example]) -> np.ndarray:
         """Cosine similarity of each message to its nearest in-scope training message."""
-        if not len(self.reference) or not examples:
+        if not len(self.reference) or not examples or not self.use_encoder:
             return np.ones(len(examples), dtype=np.float32)
         queries = _reference(examples)
-        return (queries @ self.reference.T).max(axis=1)
+        return np.asarray((queries @ self.reference.T).max(axis=1), dtype=np.float32)
 
     def is_out_of_scope(self, prediction: Prediction) -> bool:
         """Whether a prediction falls below either calibrated out-of-scope threshold."""
@@ -449,64 +427,59 @@ class FusionClassifierModel:
 
     # ---------------------------------------------------------------- prediction
     def predict(self, examples: Sequence[Example], explain: bool = True) -> list[Prediction]:
-        """Calibrated probabilities (+ gate, cue contributions and token weights)."""
+        """Calibrated probabilities, the gate α and (when `explain`) the features' effects."""
         if not examples:
             return []
-        self.net.eval()
-        batch = self._batch(examples)
-        explain = explain and self.net.use_syntax
-        weights = batch.cue_weights.clone().requires_grad_(explain)
-        with torch.set_grad_enabled(explain):
-            logits, aux = self.net(*batch.inputs()[:-1], weights)
-            scaled = logits / self.temperature
-            probs = torch.softmax(scaled, -1)
-            grads = None
-            if explain and weights.numel():
-                top = scaled.gather(1, scaled.argmax(-1, keepdim=True)).sum()
-                (grads,) = torch.autograd.grad(top, weights)
-        probs_np = probs.detach().numpy()
+        lm, lt = self._view_logits(examples)
+        logits, alpha = self._combine(lm, lt)
+        probs = torch.softmax(logits / self.temperature, -1).numpy()
         similarity = self._similarity(examples)
-        offsets = batch.cue_offsets.tolist() + [len(batch.cue_ids)]
+        sparse = self._sparse(examples) if explain and self.use_syntax else None
         results = []
         for row in range(len(examples)):
+            gate = None if alpha is None else float(alpha[row])
             contributions: list[tuple[str, float]] = []
-            if grads is not None:
-                lo, hi = offsets[row], offsets[row + 1]
-                ids = batch.cue_ids[lo:hi].tolist()
-                scores = (grads[lo:hi] * weights[lo:hi]).detach().tolist()
-                contributions = [(self.cue_names[i], s) for i, s in zip(ids, scores)]
-                contributions.sort(key=lambda item: -abs(item[1]))
-            gate = float(aux["gate"][row].mean().detach()) if "gate" in aux else None
-            length = int(batch.mask[row].sum())
-            token_weights = (
-                aux["attention"][row, :length].detach().tolist() if "attention" in aux else []
-            )
-            results.append(
-                Prediction(
-                    probs_np[row], float(similarity[row]), gate, contributions, token_weights
+            if sparse is not None:
+                contributions = self._contributions(
+                    sparse.getrow(row), int(probs[row].argmax()), 1.0 if gate is None else 2 * gate
                 )
-            )
+            results.append(Prediction(probs[row], float(similarity[row]), gate, contributions))
         return results
+
+    def _contributions(self, row: sp.csr_matrix, label: int, scale: float) -> list[tuple[str, float]]:
+        weights = self.weights["symbolic_weight"]
+        columns = row.indices
+        if not len(columns):
+            return []
+        centred = weights[columns, label] - weights[columns].mean(axis=1)
+        effects = scale * row.data * centred / self.temperature
+        out = [
+            (self.vocabulary.name(int(c)), float(e))
+            for c, e in zip(columns, effects)
+            if self.vocabulary.name(int(c)).startswith(EXPLAINED_GROUPS)
+        ]
+        out.sort(key=lambda item: -abs(item[1]))
+        return out
 
     # ---------------------------------------------------------------- persistence
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous() for k, v in self.net.state_dict().items()}
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.weights.items()}
         tensors["__reference__"] = torch.from_numpy(self.reference.astype(np.float16))
         for name, value in (self.encoder_state or {}).items():
             tensors[f"__encoder__.{name}"] = value.contiguous()
         save_file(tensors, str(directory / self.WEIGHTS_FILE))
         meta = {
+            "format": 2,
             "config": asdict(self.config),
             "labels": self.labels,
-            "cue_vocab": self.cue_vocab,
+            "vocabulary": self.vocabulary.to_json(),
             "enc_dim": self.enc_dim,
-            "syn_dim": self.syn_dim,
             "temperature": self.temperature,
             "oos_threshold": self.oos_threshold,
             "similarity_threshold": self.similarity_threshold,
-            "best_epochs": self.best_epochs,
             "validation_accuracy": self.validation_accuracy,
+            "train_iterations": self.train_iterations,
             "finetune_layers": self.finetune_layers,
         }
         (directory / self.META_FILE).write_text(json.dumps(meta), encoding="utf-8")
@@ -516,14 +489,15 @@ class FusionClassifierModel:
         """Load a saved model; `ModelLoadError` (naming the fix) if files are missing or stale."""
         try:
             meta = json.loads((directory / cls.META_FILE).read_text(encoding="utf-8"))
+            if meta.get("format") != 2:
+                raise ValueError("model format changed")
             state = load_file(str(directory / cls.WEIGHTS_FILE))
             config_dict = dict(meta["config"], views=tuple(meta["config"]["views"]))
             model = cls(
                 FusionConfig(**config_dict),
                 meta["labels"],
-                meta["cue_vocab"],
+                SymbolicVocabulary.from_json(meta["vocabulary"]),
                 meta["enc_dim"],
-                meta["syn_dim"],
             )
             model.reference = state.pop("__reference__").numpy().astype(np.float32)
             encoder_keys = [k for k in state if k.startswith("__encoder__.")]
@@ -531,33 +505,54 @@ class FusionClassifierModel:
                 model.encoder_state = {
                     k.removeprefix("__encoder__."): state.pop(k) for k in encoder_keys
                 }
-            model.net.load_state_dict(state)
+            for key in model.weights:
+                value = state[key].numpy()
+                if value.shape != model.weights[key].shape:
+                    raise ValueError(f"{key} has shape {value.shape}")
+                model.weights[key] = value.astype(np.float32)
             model.temperature = float(meta["temperature"])
             model.oos_threshold = meta["oos_threshold"]
             model.similarity_threshold = meta["similarity_threshold"]
-            model.best_epochs = meta["best_epochs"]
             model.validation_accuracy = meta["validation_accuracy"]
+            model.train_iterations = int(meta.get("train_iterations", 0))
             model.finetune_layers = int(meta.get("finetune_layers", 0))
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
             raise ModelLoadError(
                 f"fused classifier files in {directory} are missing, corrupt or from another "
                 f"version ({e}); retrain with `rasa train --force`"
             ) from e
-        model.net.eval()
         return model
 
 
-def _warmup_cosine(total_steps: int, warmup_fraction: float = 0.05):  # type: ignore[no-untyped-def]
-    """Learning-rate factor: linear warm-up, then cosine decay to 5 % (any number of steps)."""
-    warmup = max(1, int(total_steps * warmup_fraction))
+def _gate_inputs(m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """z(x): each view's top probability and entropy, and whether the views agree."""
+    pm, pt = torch.softmax(m, -1), torch.softmax(t, -1)
+    hm = -(pm * pm.clamp_min(1e-9).log()).sum(-1)
+    ht = -(pt * pt.clamp_min(1e-9).log()).sum(-1)
+    agree = (pm.argmax(-1) == pt.argmax(-1)).to(m.dtype)
+    return torch.stack([pm.max(-1).values, pt.max(-1).values, hm, ht, agree], -1).detach()
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    return factor
+def _torch_csr(matrix: sp.csr_matrix) -> torch.Tensor:
+    matrix = matrix.tocsr()
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(matrix.indptr.astype(np.int64)),
+        torch.from_numpy(matrix.indices.astype(np.int64)),
+        torch.from_numpy(matrix.data.astype(np.float32)),
+        size=matrix.shape,
+    )
+
+
+def _remap_rows(
+    weights: np.ndarray, old: SymbolicVocabulary, new: SymbolicVocabulary
+) -> np.ndarray:
+    """Rows of `weights` for `new`'s terms (zeros for terms `old` did not have)."""
+    out = np.zeros((new.size, weights.shape[1]), np.float32)
+    for term, column in new.terms.items():
+        previous = old.terms.get(term)
+        if previous is not None:
+            out[column] = weights[previous]
+    return out
 
 
 def _in_scope_mask(labels: list[str], y: np.ndarray, oos_intent: str) -> np.ndarray:
@@ -569,7 +564,7 @@ def _in_scope_mask(labels: list[str], y: np.ndarray, oos_intent: str) -> np.ndar
 def _reference(examples: Sequence[Example]) -> np.ndarray:
     if not examples:
         return np.zeros((0, 1), dtype=np.float32)
-    matrix = np.stack([e.sentence for e in examples]).astype(np.float32)
+    matrix = np.stack([np.asarray(e.sentence).reshape(-1) for e in examples]).astype(np.float32)
     matrix /= np.clip(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9, None)
     return matrix  # float32 in memory (a per-message float16 → float32 copy cost ~25 ms)
 
@@ -600,8 +595,8 @@ def _fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         loss = loss_fn(logits / log_t.exp(), y)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
-    optimizer.step(closure)
+    optimizer.step(closure)  # type: ignore[no-untyped-call]
     return float(min(max(log_t.exp().item(), 0.05), 20.0))

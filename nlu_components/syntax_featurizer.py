@@ -1,8 +1,7 @@
-"""`SyntaxFeaturizer`: syntax cues and per-token syntax features from the dependency parse.
+"""`SyntaxFeaturizer`: syntax cues from the dependency parse.
 
-Reads the parse `ParsingSpacyNLP` put on each message and stores two message attributes the
-fused classifier and the slot filler read: `syntax_cues` (list of str) and
-`syntax_token_features` (n_tokens × TOKEN_FEATURE_DIM, aligned with Rasa's tokens).
+Reads the parse `ParsingSpacyNLP` put on each message and stores the message attribute the
+fused classifier reads: `syntax_cues` (list of str; see `syntax.syntax_cues`).
 """
 
 from __future__ import annotations
@@ -19,11 +18,10 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from nlu_components.spacy_parser import ParsingSpacyNLP
-from nlu_components.syntax import content_tokens, syntax_cues, token_syntax_matrix
+from nlu_components.syntax import syntax_cues
 
 #: Message attributes written by this component.
 SYNTAX_CUES = "syntax_cues"
-SYNTAX_TOKEN_FEATURES = "syntax_token_features"
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
@@ -54,7 +52,6 @@ class SyntaxFeaturizer(GraphComponent):
         if doc is None:
             return
         message.set(SYNTAX_CUES, syntax_cues(doc))
-        message.set(SYNTAX_TOKEN_FEATURES, token_syntax_matrix(doc, content_tokens(doc)))
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         for message in training_data.training_examples:

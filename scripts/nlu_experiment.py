@@ -20,18 +20,18 @@ from pathlib import Path
 import numpy as np
 import spacy
 
-from nlu_components.align import pool_pieces_to_tokens
 from nlu_components.encoder import load_encoder
 from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig
-from nlu_components.syntax import content_tokens, syntax_cues, token_syntax_matrix
+from nlu_components.symbolic import message_words
+from nlu_components.syntax import content_tokens, syntax_cues
 
 CACHE = Path("/tmp/fd-features")
 
 
-def featurize(path: Path) -> tuple[list[Example], list[str]]:
+def featurize(path: Path, layers: tuple[int, ...]) -> tuple[list[Example], list[str]]:
     CACHE.mkdir(exist_ok=True)
-    key = hashlib.sha1(path.read_bytes()).hexdigest()[:16]
-    cached = CACHE / f"{path.parent.name}-{path.stem}-{key}.pkl"
+    key = hashlib.sha1(path.read_bytes() + repr(layers).encode()).hexdigest()[:16]
+    cached = CACHE / f"v2-{path.parent.name}-{path.stem}-{key}.pkl"
     if cached.exists():
         return pickle.loads(cached.read_bytes())
     rows = [json.loads(line) for line in path.open()]
@@ -40,19 +40,15 @@ def featurize(path: Path) -> tuple[list[Example], list[str]]:
     encoder = load_encoder(max_length=64)
     start = time.time()
     docs = list(nlp.pipe(texts, batch_size=64))
-    encodings = encoder.encode_tokens(texts, num_threads=2)
-    examples = []
-    for doc, enc in zip(docs, encodings):
-        tokens = content_tokens(doc)
-        spans = [(t.idx, t.idx + len(t.text)) for t in tokens]
-        examples.append(
-            Example(
-                tokens=pool_pieces_to_tokens(enc.vectors, enc.offsets, spans).astype(np.float16),
-                sentence=enc.sentence,
-                token_syntax=token_syntax_matrix(doc, tokens).astype(np.uint8),
-                cues=syntax_cues(doc),
-            )
+    encodings = encoder.encode_tokens(texts, num_threads=2, layers=layers)
+    examples = [
+        Example(
+            sentence=enc.layers if enc.layers is not None else enc.sentence,
+            cues=syntax_cues(doc),
+            words=message_words([t.text for t in content_tokens(doc)]),
         )
+        for doc, enc in zip(docs, encodings)
+    ]
     print(f"featurized {len(texts)} in {time.time() - start:.0f}s")
     labels = [r["intent"] for r in rows]
     cached.write_bytes(pickle.dumps((examples, labels)))
@@ -64,13 +60,11 @@ def main() -> None:
     parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--test", type=Path, required=True)
     parser.add_argument("--views", nargs="+", default=["encoder", "syntax"])
+    parser.add_argument("--layers", nargs="*", type=int, default=[2, 4, 6])
     parser.add_argument("--set", nargs="*", default=[])
     args = parser.parse_args()
-    train_x, train_y = featurize(args.train)
-    test_x, test_y = featurize(args.test)
-    for ex in train_x + test_x:
-        ex.tokens = ex.tokens.astype(np.float32)
-        ex.token_syntax = ex.token_syntax.astype(np.float32)
+    train_x, train_y = featurize(args.train, tuple(args.layers))
+    test_x, test_y = featurize(args.test, tuple(args.layers))
     overrides = {}
     for item in args.set:
         k, v = item.split("=", 1)
@@ -91,9 +85,10 @@ def main() -> None:
     y = np.array(test_y)
     out = {
         "views": args.views,
+        "layers": args.layers,
         **overrides,
         "train_s": round(train_s, 1),
-        "epochs": model.best_epochs,
+        "iterations": model.train_iterations,
         "accuracy_raw": round(float((np.array(raw) == y).mean()) * 100, 2),
         "accuracy": round(float((np.array(predicted) == y).mean()) * 100, 2),
         "T": round(model.temperature, 3),

@@ -48,6 +48,10 @@ def test_train_parse_explain_and_reload(fused_model: Path) -> None:
     ]
     first = _parse_all(fused_model, texts)
     assert first[0]["intent"]["name"] == "lost_or_stolen_card"
+    # the words that pushed towards the intent are the ones that name it
+    assert any(
+        {"lost", "card"} & set(w["cue"].split()) for w in first[0]["explanation"]["words"]
+    )
     assert first[1]["intent"]["name"] == "greet"
     for parsed in first:
         ranking = parsed["intent_ranking"]
@@ -56,7 +60,7 @@ def test_train_parse_explain_and_reload(fused_model: Path) -> None:
         explanation = parsed["explanation"]
         assert 0.0 <= explanation["syntax_weight"] <= 1.0
         assert explanation["syntax_cues"] and "cue" in explanation["syntax_cues"][0]
-        assert explanation["attended_tokens"]
+        assert explanation["words"] and "effect" in explanation["words"][0]
         assert explanation["temperature"] > 0
     # a second load of the persisted model gives the same predictions
     second = _parse_all(fused_model, texts)
