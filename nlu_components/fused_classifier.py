@@ -10,7 +10,7 @@ decision, the tokens the attention weighted most) that `/model/parse` returns.
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -242,9 +242,12 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
                 "ParsingSpacyNLP, SpacyTokenizer, TransformerEncoderFeaturizer and "
                 "SyntaxFeaturizer before it in the pipeline"
             )
-        self.model = FusionClassifierModel.train(
-            examples, labels, self.fusion_config(self.component_config)
-        )
+        config = self.fusion_config(self.component_config)
+        width = int(np.asarray(examples[0].sentence).size)
+        layers = max(1, len(self.component_config["pooling_layers"]))
+        if width % layers == 0:  # novelty on the top layer's pooling (see FusionConfig)
+            config = replace(config, similarity_dims=width // layers)
+        self.model = FusionClassifierModel.train(examples, labels, config)
         if self.finetuning:
             self.model.encoder_state = state
             self.model.finetune_layers = self.component_config["finetune_layers"]

@@ -60,6 +60,10 @@ class FusionConfig:
     char_ngram_max: int = 5
     #: Terms seen in fewer training messages are ignored (syntax cues and word pieces).
     min_cue_count: int = 2
+    #: Novelty (similarity to the nearest in-scope training message) is measured on the last
+    #: `similarity_dims` entries of the sentence vector (the top layer's pooling; 0 = all):
+    #: a third of the memory traffic per message with three pooled layers.
+    similarity_dims: int = 0
     #: L2 pull of the gate towards α = ½ (larger = a flatter gate).
     gate_regularization: float = 0.01
     validation_fraction: float = 0.1
@@ -158,6 +162,9 @@ class FusionClassifierModel:
         self.similarity_threshold: float | None = config.oos_similarity_threshold
         #: L2-normalised sentence vectors of the in-scope training messages.
         self.reference = np.zeros((0, enc_dim), dtype=np.float32)
+        self._similarity_dims = (
+            config.similarity_dims if 0 < config.similarity_dims < enc_dim else enc_dim
+        )
         self.validation_accuracy: float | None = None
         self.train_iterations = 0
         #: Fine-tuned encoder layers (fine-tuning mode) and how many top layers they are.
@@ -231,7 +238,9 @@ class FusionClassifierModel:
                     model.vocabulary = vocabulary
                     sparse = vocabulary.transform(terms)
                 model._fit_views(dense, sparse, y, max(1, config.max_iterations // 2))
-                model.reference = _reference([e for e, keep in zip(examples, in_scope) if keep])
+                model.reference = model._reference(
+                    [e for e, keep in zip(examples, in_scope) if keep]
+                )
         finally:
             torch.set_num_threads(previous_threads)
         logger.info(
@@ -366,7 +375,7 @@ class FusionClassifierModel:
         `reference` are the in-scope training messages novelty is measured against.
         """
         config = self.config
-        self.reference = _reference(list(reference))
+        self.reference = self._reference(list(reference))
         if not held_out:
             return
         lm, lt = self._view_logits(held_out)
@@ -410,7 +419,7 @@ class FusionClassifierModel:
         """Cosine similarity of each message to its nearest in-scope training message."""
         if not len(self.reference) or not examples or not self.use_encoder:
             return np.ones(len(examples), dtype=np.float32)
-        queries = _reference(examples)
+        queries = self._reference(examples)
         return np.asarray((queries @ self.reference.T).max(axis=1), dtype=np.float32)
 
     def is_out_of_scope(self, prediction: Prediction) -> bool:
@@ -424,6 +433,16 @@ class FusionClassifierModel:
             and prediction.similarity < self.similarity_threshold
         )
         return too_unsure or too_novel
+
+    def _reference(self, examples: Sequence[Example]) -> np.ndarray:
+        """L2-normalised novelty vectors (the last `similarity_dims` entries), float32."""
+        dims = self._similarity_dims
+        if not examples:
+            return np.zeros((0, dims), dtype=np.float32)
+        matrix = np.stack([np.asarray(e.sentence).reshape(-1)[-dims:] for e in examples])
+        matrix = matrix.astype(np.float32)
+        matrix /= np.clip(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9, None)
+        return matrix  # float32 in memory (a per-message float16 → float32 copy cost ~25 ms)
 
     # ---------------------------------------------------------------- prediction
     def predict(self, examples: Sequence[Example], explain: bool = True) -> list[Prediction]:
@@ -561,12 +580,6 @@ def _in_scope_mask(labels: list[str], y: np.ndarray, oos_intent: str) -> np.ndar
     return y != labels.index(oos_intent)
 
 
-def _reference(examples: Sequence[Example]) -> np.ndarray:
-    if not examples:
-        return np.zeros((0, 1), dtype=np.float32)
-    matrix = np.stack([np.asarray(e.sentence).reshape(-1) for e in examples]).astype(np.float32)
-    matrix /= np.clip(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9, None)
-    return matrix  # float32 in memory (a per-message float16 → float32 copy cost ~25 ms)
 
 
 def _stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
