@@ -1,12 +1,15 @@
-"""What the bot does when nothing it knows fits: ask to rephrase once, then hand over.
+"""What the bot does when nothing it knows fits: ask to rephrase, then hand over.
 
 `nothing_fits` is shared by `action_out_of_scope` and `action_answer_question` (when the
 knowledge base has no confident or close article). The slot `fallback_count` remembers the
-first miss; it is reset by any answer and when an operator hands the conversation back.
+misses; it is reset by any answer and when an operator hands the conversation back. The
+handoff comes on the `fallbacks_in_a_row`-th miss in a row (`fusiondesk.yml`, `handoff:`
+section; default 2 = rephrase once; 0 = never hand over, keep asking to rephrase).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -14,11 +17,26 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.handoff import handoff_events
+from bot.errors import ConfigError
+from bot.handoff.config import HandoffConfig
 from bot.handoff.triggers import HandoffReason
 
+logger = logging.getLogger(__name__)
+
 FALLBACK_SLOT = "fallback_count"
-#: Rephrase prompts before the conversation is handed to a person.
-REPHRASES_BEFORE_HANDOFF = 1
+
+
+def rephrases_before_handoff(config: HandoffConfig | None = None) -> int | None:
+    """Rephrase prompts before the conversation is handed over (None: never hand over)."""
+    if config is None:
+        try:
+            config = HandoffConfig.load()
+        except ConfigError as e:  # a broken config file must not silence the bot
+            logger.error("handoff config unreadable, using defaults: %s", e)
+            config = HandoffConfig.from_mapping(None)
+    if config.fallbacks_in_a_row <= 0:
+        return None
+    return config.fallbacks_in_a_row - 1
 
 
 def fallback_count(tracker: Tracker) -> int:
@@ -34,10 +52,12 @@ def nothing_fits(
     dispatcher: CollectingDispatcher,
     tracker: Tracker,
     reason: HandoffReason = HandoffReason.KB_NO_ANSWER,
+    config: HandoffConfig | None = None,
 ) -> list[dict[str, Any]]:
-    """Ask the customer to rephrase; if they already did, hand over to a person."""
+    """Ask the customer to rephrase; after `fallbacks_in_a_row - 1` prompts, hand over."""
     count = fallback_count(tracker)
-    if count < REPHRASES_BEFORE_HANDOFF:
+    limit = rephrases_before_handoff(config)
+    if limit is None or count < limit:
         dispatcher.utter_message(response="utter_kb_rephrase")
         return [SlotSet(FALLBACK_SLOT, float(count + 1))]
     dispatcher.utter_message(response="utter_kb_no_answer")

@@ -197,6 +197,34 @@ def test_nothing_fits_asks_to_rephrase_once_then_hands_over(
     ]
 
 
+def test_fallbacks_in_a_row_comes_from_the_handoff_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from actions.fallback import nothing_fits
+
+    config = tmp_path / "fusiondesk.yml"
+    monkeypatch.setenv("FUSIONDESK_CONFIG", str(config))
+    config.write_text("handoff:\n  fallbacks_in_a_row: 3\n", encoding="utf-8")
+    responses = []
+    for count in range(3):
+        dispatcher = CollectingDispatcher()
+        events = nothing_fits(dispatcher, _tracker("out_of_scope", "hm", fallback_count=count))
+        responses.append(dispatcher.messages[0]["response"])
+    assert responses == ["utter_kb_rephrase", "utter_kb_rephrase", "utter_kb_no_answer"]
+    assert {"event": "followup", "name": "action_handoff"} in [
+        {k: e.get(k) for k in ("event", "name")} for e in events
+    ]
+    # 0 = never hand over; a broken file falls back to the default (rephrase once)
+    config.write_text("handoff:\n  fallbacks_in_a_row: 0\n", encoding="utf-8")
+    dispatcher = CollectingDispatcher()
+    nothing_fits(dispatcher, _tracker("out_of_scope", "hm", fallback_count=7))
+    assert dispatcher.messages[0]["response"] == "utter_kb_rephrase"
+    config.write_text("handoff: [not, a, mapping\n", encoding="utf-8")
+    dispatcher = CollectingDispatcher()
+    nothing_fits(dispatcher, _tracker("out_of_scope", "hm", fallback_count=1))
+    assert dispatcher.messages[0]["response"] == "utter_kb_no_answer"
+
+
 @pytest.mark.parametrize(
     "text", ["", "x" * 50_000, "'; DROP TABLE kb_articles; --", "<img src=x onerror=alert(1)>"]
 )
