@@ -39,6 +39,7 @@ from bot.bench.data import (
     write_examples,
 )
 from bot.bench.errors import BenchError, PipelineConfigError
+from bot.bench.nlu_worker import shorten_epochs
 from bot.bench.pipelines import PipelineSpec, resolve_pipeline
 from bot.bench.report import Prediction, evaluate, label_counts, pipeline_label, render_markdown
 from bot.env import PROCESS_ENV
@@ -504,7 +505,11 @@ def run_benchmark(options: BenchOptions) -> dict[str, dict[str, Any]]:
         write_examples(train_path, rasa_train)
         write_examples(test_path, rasa_test)
         for spec in specs:
-            key = cache_key(spec, train_digest, test_digest, options.epochs)
+            # `--epochs` only changes pipelines it shortens: the others keep their cache entry
+            shortens = bool(shorten_epochs(spec.config["pipeline"], options.epochs)[1])
+            key = cache_key(
+                spec, train_digest, test_digest, options.epochs if shortens else None
+            )
             raw = cache.get(key) if options.use_cache else None
             cached = raw is not None
             log_path = options.out / "logs" / f"{spec.name}.log"
