@@ -1,10 +1,10 @@
 """`FusedIntentClassifier`: the fused transformer + syntax intent classifier for Rasa.
 
-Thin adapter: gathers the encoder's features (from `TransformerEncoderFeaturizer`) and the
-syntax features (from `SyntaxFeaturizer`) of each message, trains `fusion.FusionClassifierModel`,
-persists it in Rasa's model storage (safetensors + JSON), and at prediction time writes
-`intent`, `intent_ranking` and an `explanation` (gate value, syntax cues that moved the
-decision, the tokens the attention weighted most) that `/model/parse` returns.
+Thin adapter: gathers the encoder's sentence vector (from `TransformerEncoderFeaturizer`), the
+syntax cues (from `SyntaxFeaturizer`) and the words of each message, trains
+`fusion.FusionClassifierModel`, persists it in Rasa's model storage (safetensors + JSON), and
+at prediction time writes `intent`, `intent_ranking` and an `explanation` (the gate α, the
+parse cues and words that moved the decision, the calibration) that `/model/parse` returns.
 """
 
 from __future__ import annotations

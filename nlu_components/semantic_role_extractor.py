@@ -39,6 +39,7 @@ from rasa.shared.nlu.constants import (
     ENTITY_ATTRIBUTE_VALUE,
     EXTRACTOR,
     INTENT,
+    INTENT_NAME_KEY,
     TEXT,
 )
 from rasa.shared.nlu.training_data.message import Message
@@ -65,6 +66,7 @@ TAGGER_DIR = "tagger"
 _TAGGER_KEYS = (
     "use_role_features",
     "use_lexicon_features",
+    "use_intent_features",
     "lexicon_folds",
     "lexicon_max_words",
     "use_dependency_features",
@@ -112,6 +114,9 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             # Is this word sequence an annotated entity somewhere in the training data? Built
             # out-of-fold (lexicon_folds) while training; sequences of up to lexicon_max_words.
             "use_lexicon_features": True,
+            # The intent (gold in training, the classifier's at run time) alone and paired
+            # with each word: which slot a word fills depends on what is asked.
+            "use_intent_features": True,
             "lexicon_folds": 5,
             "lexicon_max_words": 6,
             # PCA components of each token vector used as real-valued CRF features.
@@ -269,6 +274,13 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
         return out, analyses
 
     def _vectors(self, messages: list[Message]) -> list[TaggerInput | None]:
+        inputs = self._vector_inputs(messages)
+        return [
+            None if i is None else dataclasses.replace(i, intent=_intent_name(m))
+            for i, m in zip(inputs, messages, strict=True)
+        ]
+
+    def _vector_inputs(self, messages: list[Message]) -> list[TaggerInput | None]:
         # messages without words ("", "   ") get no entities and need no features
         docs = [
             self._doc(m) if m.get(TEXT) and str(m.get(TEXT)).strip() else None for m in messages
@@ -542,3 +554,11 @@ def _tokens_to_doc(sequence: np.ndarray, spans: list[tuple[int, int]], doc: Any)
         row = by_start.get(token.idx)
         out[i] = sequence[row] if row is not None else fallback
     return out
+
+
+def _intent_name(message: Message) -> str | None:
+    """Gold intent (a string, training data) or the classifier's prediction (a dict)."""
+    intent = message.get(INTENT)
+    if isinstance(intent, dict):
+        intent = intent.get(INTENT_NAME_KEY)
+    return str(intent) if intent else None
