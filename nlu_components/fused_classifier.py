@@ -74,7 +74,7 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             # Inverse L2 strength of both views' weights (as C of a logistic regression).
             "regularization": 20.0,
             # L-BFGS iterations of the joint fit (the refit on all data gets half).
-            "max_iterations": 200,
+            "max_iterations": 100,
             # Weight of each group of the symbolic view: syntax cues from the dependency
             # parse, word uni/bigrams, character n-grams inside words (0 = off).
             "syntax_group_weight": 0.5,

@@ -52,7 +52,7 @@ class FusionConfig:
     #: Inverse L2 strength of the view weights (as `C` of a logistic regression).
     regularization: float = 20.0
     #: L-BFGS iterations of the joint fit (the refit on all data gets half, warm-started).
-    max_iterations: int = 200
+    max_iterations: int = 100
     #: Weight of each symbolic group (0 switches a group off).
     syntax_group_weight: float = 0.5
     word_group_weight: float = 0.5
