@@ -507,9 +507,7 @@ def run_benchmark(options: BenchOptions) -> dict[str, dict[str, Any]]:
         for spec in specs:
             # `--epochs` only changes pipelines it shortens: the others keep their cache entry
             shortens = bool(shorten_epochs(spec.config["pipeline"], options.epochs)[1])
-            key = cache_key(
-                spec, train_digest, test_digest, options.epochs if shortens else None
-            )
+            key = cache_key(spec, train_digest, test_digest, options.epochs if shortens else None)
             raw = cache.get(key) if options.use_cache else None
             cached = raw is not None
             log_path = options.out / "logs" / f"{spec.name}.log"

@@ -24,7 +24,9 @@ DATA = {
 
 def _examples(encoder, texts: list[str]) -> list[Example]:  # type: ignore[no-untyped-def]
     encodings = encoder.encode_tokens(texts, 1, (2, 4, 6))
-    return [Example(e.layers, [f"first={t.split()[0]}"], t.split()) for e, t in zip(encodings, texts)]
+    return [
+        Example(e.layers, [f"first={t.split()[0]}"], t.split()) for e, t in zip(encodings, texts)
+    ]
 
 
 @pytest.mark.slow

@@ -49,9 +49,7 @@ def test_train_parse_explain_and_reload(fused_model: Path) -> None:
     first = _parse_all(fused_model, texts)
     assert first[0]["intent"]["name"] == "lost_or_stolen_card"
     # the words that pushed towards the intent are the ones that name it
-    assert any(
-        {"lost", "card"} & set(w["cue"].split()) for w in first[0]["explanation"]["words"]
-    )
+    assert any({"lost", "card"} & set(w["cue"].split()) for w in first[0]["explanation"]["words"])
     assert first[1]["intent"]["name"] == "greet"
     for parsed in first:
         ranking = parsed["intent_ranking"]

@@ -13,7 +13,9 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.linalg.norm(matrix, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _exact(groups: list[np.ndarray], answers: np.ndarray, weight: float, q: np.ndarray) -> np.ndarray:
+def _exact(
+    groups: list[np.ndarray], answers: np.ndarray, weight: float, q: np.ndarray
+) -> np.ndarray:
     return np.array([(g @ q).max() + weight * float(a @ q) for g, a in zip(groups, answers)])
 
 
