@@ -308,16 +308,18 @@ class FusionClassifierModel:
         for key, value in params.items():
             self.weights[key] = value.detach().numpy().astype(np.float32)
 
-    def _view_logits(self, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
+    def _view_logits(
+        self, examples: Sequence[Example], sparse: sp.csr_matrix | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         k = len(self.labels)
         lm = np.zeros((len(examples), k), np.float32)
         lt = np.zeros((len(examples), k), np.float32)
         if self.use_encoder:
             lm = self._dense(examples) @ self.weights["encoder_weight"] + self.weights["encoder_bias"]
         if self.use_syntax:
-            lt = np.asarray(
-                self._sparse(examples) @ self.weights["symbolic_weight"]
-            ) + self.weights["symbolic_bias"]
+            if sparse is None:
+                sparse = self._sparse(examples)
+            lt = np.asarray(sparse @ self.weights["symbolic_weight"]) + self.weights["symbolic_bias"]
         return lm.astype(np.float32), lt.astype(np.float32)
 
     def _combine(
@@ -420,8 +422,17 @@ class FusionClassifierModel:
         """Cosine similarity of each message to its nearest in-scope training message."""
         if not len(self.reference) or not examples or not self.use_encoder:
             return np.ones(len(examples), dtype=np.float32)
-        queries = self._reference(examples)
-        return np.asarray((queries @ self.reference.T).max(axis=1), dtype=np.float32)
+        queries = torch.from_numpy(self._reference(examples))
+        with torch.inference_mode():  # torch's float32 GEMV is several times numpy's here
+            nearest = (self._reference_tensor() @ queries.T).max(dim=0).values
+        return nearest.numpy().astype(np.float32)
+
+    def _reference_tensor(self) -> torch.Tensor:
+        cached = getattr(self, "_reference_cache", None)
+        if cached is None or cached[0] is not self.reference:
+            cached = (self.reference, torch.from_numpy(np.ascontiguousarray(self.reference)))
+            self._reference_cache = cached
+        return cached[1]
 
     def is_out_of_scope(self, prediction: Prediction) -> bool:
         """Whether a prediction falls below either calibrated out-of-scope threshold."""
@@ -450,11 +461,12 @@ class FusionClassifierModel:
         """Calibrated probabilities, the gate α and (when `explain`) the features' effects."""
         if not examples:
             return []
-        lm, lt = self._view_logits(examples)
+        sparse = self._sparse(examples) if self.use_syntax else None
+        lm, lt = self._view_logits(examples, sparse)
         logits, alpha = self._combine(lm, lt)
         probs = torch.softmax(logits / self.temperature, -1).numpy()
         similarity = self._similarity(examples)
-        sparse = self._sparse(examples) if explain and self.use_syntax else None
+        sparse = sparse if explain else None
         results = []
         for row in range(len(examples)):
             gate = None if alpha is None else float(alpha[row])
