@@ -117,9 +117,9 @@ class TransformerEncoderFeaturizer(DenseFeaturizer, GraphComponent):
             sequence = pool_pieces_to_tokens(encoding.vectors, encoding.offsets, spans)
             self.add_features_to_message(
                 sequence=sequence,
-                sentence=(
-                    encoding.sentence if encoding.layers is None else encoding.layers
-                )[np.newaxis, :],
+                sentence=(encoding.sentence if encoding.layers is None else encoding.layers)[
+                    np.newaxis, :
+                ],
                 attribute=TEXT,
                 message=message,
             )

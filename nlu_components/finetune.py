@@ -78,7 +78,9 @@ def pooled(
     weights = batch["attention_mask"].unsqueeze(-1).float()
     chosen = list(layers) or [len(states) - 1]
     parts = [
-        nn.functional.normalize((states[i] * weights).sum(1) / weights.sum(1).clamp(min=1e-9), dim=-1)
+        nn.functional.normalize(
+            (states[i] * weights).sum(1) / weights.sum(1).clamp(min=1e-9), dim=-1
+        )
         for i in chosen
     ]
     return torch.cat(parts, -1)

@@ -315,11 +315,16 @@ class FusionClassifierModel:
         lm = np.zeros((len(examples), k), np.float32)
         lt = np.zeros((len(examples), k), np.float32)
         if self.use_encoder:
-            lm = self._dense(examples) @ self.weights["encoder_weight"] + self.weights["encoder_bias"]
+            lm = (
+                self._dense(examples) @ self.weights["encoder_weight"]
+                + self.weights["encoder_bias"]
+            )
         if self.use_syntax:
             if sparse is None:
                 sparse = self._sparse(examples)
-            lt = np.asarray(sparse @ self.weights["symbolic_weight"]) + self.weights["symbolic_bias"]
+            lt = (
+                np.asarray(sparse @ self.weights["symbolic_weight"]) + self.weights["symbolic_bias"]
+            )
         return lm.astype(np.float32), lt.astype(np.float32)
 
     def _combine(
@@ -478,7 +483,9 @@ class FusionClassifierModel:
             results.append(Prediction(probs[row], float(similarity[row]), gate, contributions))
         return results
 
-    def _contributions(self, row: sp.csr_matrix, label: int, scale: float) -> list[tuple[str, float]]:
+    def _contributions(
+        self, row: sp.csr_matrix, label: int, scale: float
+    ) -> list[tuple[str, float]]:
         weights = self.weights["symbolic_weight"]
         columns = row.indices
         if not len(columns):
@@ -619,8 +626,6 @@ def _in_scope_mask(labels: list[str], y: np.ndarray, oos_intent: str) -> np.ndar
     if oos_intent not in labels:
         return np.ones(len(y), dtype=bool)
     return y != labels.index(oos_intent)
-
-
 
 
 def _stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -59,9 +59,7 @@ class SymbolicVocabulary:
     group_weights: dict[str, float] = field(
         default_factory=lambda: {"syntax": 0.5, "word": 0.5, "char": 0.5}
     )
-    min_count: dict[str, int] = field(
-        default_factory=lambda: {"syntax": 2, "word": 1, "char": 2}
-    )
+    min_count: dict[str, int] = field(default_factory=lambda: {"syntax": 2, "word": 1, "char": 2})
     char_ngrams: tuple[int, int] = (2, 5)
     terms: dict[str, int] = field(default_factory=dict)
     idf: list[float] = field(default_factory=list)
