@@ -84,3 +84,23 @@ def test_missing_model_directory_names_the_fix(tmp_path: Path) -> None:
         resolve_model_path(tmp_path / "no-such-model")
     with pytest.raises(ModelNotFoundError, match="install"):
         load_parsing_pipeline("en_core_web_missing_pipeline")
+
+
+@pytest.mark.slow
+def test_finetune_mode_trains_persists_and_reloads(tmp_path: Path) -> None:
+    """`mode: finetune` inside real `rasa train`: the tuned layers travel with the model."""
+    import yaml
+
+    config = yaml.safe_load(Path("config.yml").read_text(encoding="utf-8"))
+    pipeline = [dict(c) for c in config["pipeline"]]
+    for component in pipeline:
+        if str(component["name"]).endswith("FusedIntentClassifier"):
+            component.update(mode="finetune", finetune_layers=1, finetune_epochs=1)
+    project = tiny_project(tmp_path / "bot", pipeline=pipeline, examples_per_intent=12)
+    model = rasa_train(project)
+    texts = ["I lost my card", "hello there"]
+    first, second = _parse_all(model, texts), _parse_all(model, texts)
+    assert first[0]["intent"]["name"] == "lost_or_stolen_card"
+    for a, b in zip(first, second):
+        assert a["intent"] == b["intent"]
+        assert 0.0 <= a["explanation"]["syntax_weight"] <= 1.0
