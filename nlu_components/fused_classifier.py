@@ -97,8 +97,9 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             # examples). A prediction below either becomes `oos_intent` (or `nlu_fallback`
             # when the data has no such intent and a fixed threshold is set).
             "oos_intent": "out_of_scope",
-            # Held-out in-scope messages the automatic threshold may reject (0.02 = 2 %).
-            "oos_in_scope_rejection": 0.02,
+            # Held-out in-scope messages each automatic threshold may reject (0.01 = 1 %;
+            # on CLINC150 dev 0.01 gave in-scope 94.0 % / OOS recall 92 %, 0.02 90.7 / 96).
+            "oos_in_scope_rejection": 0.01,
             # A fixed confidence threshold instead of the automatic one (null = automatic).
             "oos_threshold": None,
             # A fixed threshold on the cosine similarity to the nearest in-scope training

@@ -72,7 +72,7 @@ class FusionConfig:
     seed: int = 42
     training_threads: int = 2
     oos_intent: str = "out_of_scope"
-    oos_in_scope_rejection: float = 0.02
+    oos_in_scope_rejection: float = 0.01
     oos_threshold: float | None = None
     oos_similarity_threshold: float | None = None
 
