@@ -26,7 +26,9 @@ PYTHON310 := $(shell command -v python3.10 2>/dev/null || ls -d $${PYENV_ROOT:-$
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): $(LOCK)
+# The stamp's name carries the lock file's hash, so the lock is an order-only prerequisite: a
+# fresh clone (every file new) must not rebuild a cached venv whose lock content is the same.
+$(STAMP): | $(LOCK)
 	@if [ -z "$(PYTHON310)" ]; then \
 	  echo "error: Python 3.10 not found. Rasa 3.6 needs Python 3.10 (3.11 is not supported)."; \
 	  echo "  Install it, e.g. 'pyenv install 3.10.13' (then this folder's .python-version selects it)"; \
