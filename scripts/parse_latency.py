@@ -1,0 +1,54 @@
+"""Developer tool: per-message parse latency of a trained Rasa model, with a cProfile breakdown.
+
+python scripts/parse_latency.py models/<model>.tar.gz [N] [FILE.jsonl]
+"""
+
+import asyncio
+import cProfile
+import io
+import json
+import pstats
+import statistics
+import sys
+import time
+
+from bot.env import apply_process_env
+
+apply_process_env()
+from rasa.core.agent import Agent  # noqa: E402
+
+model = sys.argv[1]
+n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+texts = [
+    json.loads(line)["text"]
+    for line in open(sys.argv[3] if len(sys.argv) > 3 else "../shared/data/banking77/dev.jsonl")
+][:n]
+agent = Agent.load(model)
+
+
+async def main():
+    for t in texts[:10]:
+        await agent.parse_message(t)
+    ms = []
+    prof = cProfile.Profile()
+    for t in texts:
+        s = time.perf_counter()
+        prof.enable()
+        await agent.parse_message(t)
+        prof.disable()
+        ms.append((time.perf_counter() - s) * 1000)
+    ms.sort()
+    print(
+        "p50",
+        round(ms[len(ms) // 2], 1),
+        "p95",
+        round(ms[int(len(ms) * 0.95)], 1),
+        "mean",
+        round(statistics.mean(ms), 1),
+    )
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(30)
+    print(out.getvalue()[:9000])
+
+
+asyncio.run(main())
