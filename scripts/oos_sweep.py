@@ -40,7 +40,11 @@ for views in (("encoder", "syntax"), ("encoder",)):
         raw = np.array([model.labels[int(p.probabilities.argmax())] for p in preds])
         final = np.array(
             [
-                ("out_of_scope" if (label != "out_of_scope" and model.is_out_of_scope(p)) else label)
+                (
+                    "out_of_scope"
+                    if (label != "out_of_scope" and model.is_out_of_scope(p))
+                    else label
+                )
                 for label, p in zip(raw, preds)
             ]
         )
