@@ -189,8 +189,7 @@ class FusionClassifierModel:
         return matrix
 
     def _terms(self, examples: Sequence[Example]) -> list[dict[str, list[str]]]:
-        span = (self.config.char_ngram_min, self.config.char_ngram_max)
-        return [symbolic_terms(e.cues, e.words, span) for e in examples]
+        return _message_terms(self.config, examples)
 
     def _sparse(self, examples: Sequence[Example]) -> sp.csr_matrix:
         if not self.use_syntax:
@@ -215,9 +214,8 @@ class FusionClassifierModel:
         torch.set_num_threads(config.training_threads)
         try:
             vocabulary = config.vocabulary()
-            probe = cls(config, label_list, vocabulary, enc_dim)
-            terms = probe._terms(examples)
-            if probe.use_syntax:
+            terms = _message_terms(config, examples)
+            if "syntax" in config.views:
                 vocabulary.fit(terms[i] for i in train_idx)
             model = cls(config, label_list, vocabulary, enc_dim)
             dense = model._dense(examples)
@@ -561,6 +559,11 @@ class FusionClassifierModel:
                 f"version ({e}); retrain with `rasa train --force`"
             ) from e
         return model
+
+
+def _message_terms(config: FusionConfig, examples: Sequence[Example]) -> list[dict[str, list[str]]]:
+    span = (config.char_ngram_min, config.char_ngram_max)
+    return [symbolic_terms(e.cues, e.words, span) for e in examples]
 
 
 def _gate_inputs(m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

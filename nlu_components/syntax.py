@@ -1,61 +1,15 @@
 """Syntax features from a spaCy dependency parse (pure: no Rasa imports).
 
-Two views of one parsed message:
-
-* `syntax_cues(doc)` — sentence-level symbolic cues: the root predicate and its objects and
-  prepositional complements, negation, modality, question form, subject person, tense,
-  lexicalised dependency triples, dependency paths to the root and POS patterns. The fused
-  classifier embeds them and its explanations name them.
-* `token_syntax_matrix(doc)` — one row per non-space token: dependency label, universal POS and
-  structural flags (root, child of root, negated, wh-word, depth). The classifier's attention
-  uses it to weight tokens ("predicate and objects over filler").
+`syntax_cues(doc)` gives the sentence-level symbolic cues of one parsed message: the root
+predicate and its objects and prepositional complements, negation, modality, question form,
+subject person, tense, lexicalised dependency triples, dependency paths to the root and POS
+patterns. They form the syntax group of the fused classifier's symbolic view, and its
+explanations name them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-import numpy as np
 from spacy.tokens import Doc, Token
-
-#: Dependency labels of spaCy's English parser (ClearNLP style); others share one slot.
-DEP_LABELS: tuple[str, ...] = (
-    "ROOT", "acl", "acomp", "advcl", "advmod", "agent", "amod", "appos", "attr", "aux",
-    "auxpass", "case", "cc", "ccomp", "compound", "conj", "csubj", "csubjpass", "dative",
-    "dep", "det", "dobj", "expl", "intj", "mark", "meta", "neg", "nmod", "npadvmod",
-    "nsubj", "nsubjpass", "nummod", "oprd", "parataxis", "pcomp", "pobj", "poss",
-    "preconj", "predet", "prep", "prt", "punct", "quantmod", "relcl", "xcomp",
-)  # fmt: skip
-#: Universal POS tags.
-POS_TAGS: tuple[str, ...] = (
-    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
-    "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
-)  # fmt: skip
-_FLAGS: tuple[str, ...] = (
-    "is_root",
-    "root_child",
-    "negated",
-    "wh",
-    "modal",
-    "object",
-    "depth_2",
-    "depth_3plus",
-    "stop",
-    "entity",
-)
-TOKEN_FEATURE_NAMES: tuple[str, ...] = (
-    tuple(f"dep={d}" for d in DEP_LABELS)
-    + ("dep=other",)
-    + tuple(f"pos={p}" for p in POS_TAGS)
-    + ("pos=other",)
-    + _FLAGS
-)
-TOKEN_FEATURE_DIM = len(TOKEN_FEATURE_NAMES)
-_DEP_INDEX = {d: i for i, d in enumerate(DEP_LABELS)}
-_POS_INDEX = {p: i for i, p in enumerate(POS_TAGS)}
-_POS_OFFSET = len(DEP_LABELS) + 1
-_FLAG_OFFSET = _POS_OFFSET + len(POS_TAGS) + 1
-_FLAG_INDEX = {f: _FLAG_OFFSET + i for i, f in enumerate(_FLAGS)}
 
 OBJECT_DEPS = frozenset({"dobj", "attr", "oprd", "dative", "nsubjpass"})
 WH_TAGS = frozenset({"WDT", "WP", "WP$", "WRB"})
@@ -71,14 +25,6 @@ def content_tokens(doc: Doc) -> list[Token]:
 
 def _lemma(token: Token) -> str:
     return (token.lemma_ or token.text).lower()
-
-
-def _depth(token: Token) -> int:
-    depth = 0
-    while token.head.i != token.i and depth < 10:
-        token = token.head
-        depth += 1
-    return depth
 
 
 def _is_negated(token: Token) -> bool:
@@ -157,32 +103,6 @@ def _path(token: Token, max_len: int = 3) -> str:
         labels.append(current.dep_)
         current = current.head
     return ">".join(labels)
-
-
-def token_syntax_matrix(doc: Doc, tokens: Iterable[Token] | None = None) -> np.ndarray:
-    """(n_tokens, TOKEN_FEATURE_DIM) float32 one-hot rows for the non-space tokens."""
-    tokens = list(tokens) if tokens is not None else content_tokens(doc)
-    matrix = np.zeros((len(tokens), TOKEN_FEATURE_DIM), dtype=np.float32)
-    for row, token in enumerate(tokens):
-        matrix[row, _DEP_INDEX.get(token.dep_, len(DEP_LABELS))] = 1.0
-        matrix[row, _POS_OFFSET + _POS_INDEX.get(token.pos_, len(POS_TAGS))] = 1.0
-        depth = _depth(token)
-        flags = {
-            "is_root": token.dep_ == "ROOT",
-            "root_child": depth == 1,
-            "negated": _is_negated(token) or _is_negated(token.head),
-            "wh": token.tag_ in WH_TAGS,
-            "modal": token.tag_ == "MD",
-            "object": token.dep_ in OBJECT_DEPS or token.dep_ == "pobj",
-            "depth_2": depth == 2,
-            "depth_3plus": depth >= 3,
-            "stop": token.is_stop,
-            "entity": bool(token.ent_type_),
-        }
-        for name, on in flags.items():
-            if on:
-                matrix[row, _FLAG_INDEX[name]] = 1.0
-    return matrix
 
 
 def has_static_vectors(doc: Doc) -> bool:

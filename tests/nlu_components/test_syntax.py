@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from nlu_components.syntax import (
-    TOKEN_FEATURE_DIM,
-    TOKEN_FEATURE_NAMES,
     syntax_cues,
-    token_syntax_matrix,
 )
 
 
@@ -80,19 +76,6 @@ def test_wh_question() -> None:
     assert "root=charge" in cues
 
 
-def test_token_matrix_marks_dependency_pos_and_flags(negated: Doc) -> None:
-    matrix = token_syntax_matrix(negated)
-    assert matrix.shape == (6, TOKEN_FEATURE_DIM)
-    names = np.array(TOKEN_FEATURE_NAMES)
-    root_row = set(names[matrix[3] > 0])
-    assert {"dep=ROOT", "pos=VERB", "is_root", "negated"} <= root_row
-    card_row = set(names[matrix[5] > 0])
-    assert {"dep=dobj", "pos=NOUN", "object", "root_child"} <= card_row
-    # each token has exactly one dependency and one POS slot
-    assert (matrix[:, : len([n for n in names if n.startswith("dep=")])].sum(axis=1) == 1).all()
-
-
-def test_empty_doc_gives_a_cue_and_no_rows() -> None:
+def test_empty_doc_gives_a_cue() -> None:
     doc = Doc(Vocab(), words=[])
     assert syntax_cues(doc) == ["empty"]
-    assert token_syntax_matrix(doc).shape == (0, TOKEN_FEATURE_DIM)
