@@ -226,6 +226,7 @@ class FusionClassifierModel:
                 [examples[i] for i in val_idx],
                 y[val_idx],
                 [examples[i] for i in train_idx if in_scope[i]],
+                sparse[val_idx] if model.use_syntax else None,
             )
             if config.refit_on_all and len(val_idx):
                 if model.use_syntax:  # the full data's terms and idf, then a warm start
@@ -374,17 +375,22 @@ class FusionClassifierModel:
         return _in_scope_mask(self.labels, y, self.config.oos_intent)
 
     def calibrate(
-        self, held_out: Sequence[Example], y_held_out: np.ndarray, reference: Sequence[Example]
+        self,
+        held_out: Sequence[Example],
+        y_held_out: np.ndarray,
+        reference: Sequence[Example],
+        held_out_sparse: sp.csr_matrix | None = None,
     ) -> None:
         """Gate, temperature, confidence threshold and similarity threshold from held-out data.
 
-        `reference` are the in-scope training messages novelty is measured against.
+        `reference` are the in-scope training messages novelty is measured against;
+        `held_out_sparse`, the held-out messages' symbolic rows when already computed.
         """
         config = self.config
         self.reference = self._reference(list(reference))
         if not held_out:
             return
-        lm, lt = self._view_logits(held_out)
+        lm, lt = self._view_logits(held_out, held_out_sparse)
         self._fit_gate(lm, lt, y_held_out)
         logits = self._combine(lm, lt)[0]
         self.validation_accuracy = float((logits.argmax(-1).numpy() == y_held_out).mean())
