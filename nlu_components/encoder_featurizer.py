@@ -102,16 +102,26 @@ class TransformerEncoderFeaturizer(DenseFeaturizer, GraphComponent):
             num_threads=config["inference_threads"],
         )
         encoder.check_layers(config["pooling_layers"])
-        logger.info("Loaded encoder %s (%d-d)", encoder.path, encoder.dim)
+        encoder.single_path()  # pick the live-message path now, not on the first message
+        logger.info(
+            "Loaded encoder %s (%d-d, live messages: %s path)",
+            encoder.path,
+            encoder.dim,
+            encoder.single_path_name,
+        )
         return cls(config, execution_context.node_name, encoder)
 
-    def _featurize(self, messages: list[Message], threads: int) -> None:
+    def _featurize(self, messages: list[Message], threads: int, live: bool = False) -> None:
         messages = [m for m in messages if m.get(TEXT) is not None and m.get(TOKENS_NAMES[TEXT])]
         if not messages:
             return
-        encodings = self.encoder.encode_tokens(
-            [m.get(TEXT) for m in messages], threads, self._config["pooling_layers"]
-        )
+        layers = self._config["pooling_layers"]
+        if live:
+            # one message at a time through the encoder's lean path (checked against the
+            # batched encoding; the same for every live message, so batch == one by one)
+            encodings = [self.encoder.encode_one(m.get(TEXT), threads, layers) for m in messages]
+        else:
+            encodings = self.encoder.encode_tokens([m.get(TEXT) for m in messages], threads, layers)
         for message, encoding in zip(messages, encodings):
             spans = [(t.start, t.end) for t in message.get(TOKENS_NAMES[TEXT])]
             sequence = pool_pieces_to_tokens(encoding.vectors, encoding.offsets, spans)
@@ -131,5 +141,5 @@ class TransformerEncoderFeaturizer(DenseFeaturizer, GraphComponent):
 
     def process(self, messages: list[Message]) -> list[Message]:
         """Featurize incoming messages."""
-        self._featurize(messages, self._config["inference_threads"])
+        self._featurize(messages, self._config["inference_threads"], live=True)
         return messages

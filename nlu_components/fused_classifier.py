@@ -196,11 +196,18 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
         )
 
     def _encoded_examples(
-        self, messages: list[Message], encoder: SentenceEncoder, threads: int
+        self, messages: list[Message], encoder: SentenceEncoder, threads: int, live: bool = False
     ) -> list[Example]:
-        """Examples whose vectors come from `encoder` (fine-tuning mode)."""
+        """Examples whose vectors come from `encoder` (fine-tuning mode).
+
+        Live messages go one by one through the encoder's lean path, as the featurizer does.
+        """
         layers = tuple(self.component_config["pooling_layers"])
-        encodings = encoder.encode_tokens([m.get(TEXT) or "" for m in messages], threads, layers)
+        texts = [m.get(TEXT) or "" for m in messages]
+        if live:
+            encodings = [encoder.encode_one(text, threads, layers) for text in texts]
+        else:
+            encodings = encoder.encode_tokens(texts, threads, layers)
         return [
             Example(
                 sentence=encoding.sentence if encoding.layers is None else encoding.layers,
@@ -287,7 +294,7 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             raise ModelLoadError("FusedIntentClassifier is not trained; run `rasa train`")
         if self.encoder is not None:
             with_text = [m for m in messages if m.get(TOKENS_NAMES[TEXT])]
-            encoded = self._encoded_examples(with_text, self.encoder, 1)
+            encoded = self._encoded_examples(with_text, self.encoder, 1, live=True)
             by_id = {id(m): e for m, e in zip(with_text, encoded)}
             pending = [(m, by_id.get(id(m))) for m in messages]
         else:

@@ -16,6 +16,9 @@ from bot.env import apply_process_env
 
 apply_process_env()
 from rasa.core.agent import Agent  # noqa: E402
+from rasa.utils.log_utils import configure_structlog  # noqa: E402
+
+configure_structlog(None)  # LOG_LEVEL, default INFO: without it every parse prints at debug
 
 model = sys.argv[1]
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 200

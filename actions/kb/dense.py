@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from actions.kb.encoding import _has_fast_bf16
+from nlu_components.lean import has_fast_bf16 as _has_fast_bf16
 
 #: Rows recomputed exactly after the bfloat16 pass.
 RESCORE = 256

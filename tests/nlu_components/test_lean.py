@@ -1,0 +1,111 @@
+"""The lean single-text forward pass agrees with the batched transformers encoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nlu_components.encoder import SentenceEncoder, load_encoder
+from nlu_components.lean import (
+    MIN_AGREEMENT,
+    MIN_TOKEN_AGREEMENT,
+    has_fast_bf16,
+    lean_forwards,
+    pick_fast_path,
+)
+
+TEXTS = [
+    "I still haven't received my new card",
+    "send 50 euros to Anna tomorrow",
+    "",
+    "   ",
+    "🙂🙂🙂",
+    "¿Dónde está mi tarjeta de crédito?",
+    "\x00\x01 binary \xff junk",
+    "why " * 5000,  # far past max_length: truncated the same way
+]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SentenceEncoder:
+    return load_encoder(None, max_length=64)
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_each_lean_forward_agrees_with_the_batched_encoding(encoder: SentenceEncoder) -> None:
+    layers = (0, 2, 4, 6)
+    reference = encoder.encode_tokens(TEXTS, layers=layers)
+    names = [name for name, _ in lean_forwards(encoder)]
+    assert names[0] == "fp32" and ("bf16" in names) == has_fast_bf16()
+    for name, forward in lean_forwards(encoder):
+        for text, expected in zip(TEXTS, reference):
+            got = forward(text, layers)
+            np.testing.assert_array_equal(got.offsets, expected.offsets)
+            assert got.vectors.shape == expected.vectors.shape
+            assert got.layers is not None and got.layers.shape == expected.layers.shape
+            assert _cos(got.sentence, expected.sentence) >= MIN_AGREEMENT, (name, text[:20])
+            for block in range(len(layers)):
+                part = slice(block * encoder.dim, (block + 1) * encoder.dim)
+                assert _cos(got.layers[part], expected.layers[part]) >= MIN_AGREEMENT
+            for a, b in zip(got.vectors, expected.vectors):
+                assert _cos(a, b) >= MIN_TOKEN_AGREEMENT
+            if name == "fp32":  # same arithmetic in another order: nearly bit-equal
+                np.testing.assert_allclose(got.sentence, expected.sentence, atol=1e-4)
+
+
+def test_encode_one_uses_the_checked_path_and_matches_it(encoder: SentenceEncoder) -> None:
+    single = encoder.single_path()
+    assert single is not None and encoder.single_path_name in {"fp32", "bf16"}
+    for text in TEXTS:
+        one = encoder.encode_one(text, layers=(2, 4, 6))
+        again = single(text, (2, 4, 6))
+        np.testing.assert_array_equal(one.layers, again.layers)
+        batched = encoder.encode_tokens([text], layers=(2, 4, 6))[0]
+        assert _cos(one.layers, batched.layers) >= MIN_AGREEMENT * 3 - 2  # three unit blocks
+
+
+def test_a_disagreeing_path_is_refused(encoder: SentenceEncoder) -> None:
+    # a reference that answers with other vectors than the weights give: every lean path
+    # disagrees, so the encoder keeps its own (reference) encoding
+    def wrong(texts, layers):  # type: ignore[no-untyped-def]
+        out = encoder.encode_tokens(texts, layers=layers)
+        return [
+            type(e)(
+                e.vectors[::-1].copy(),
+                e.offsets,
+                -e.sentence,
+                None if e.layers is None else -e.layers,
+            )
+            for e in out
+        ]
+
+    assert pick_fast_path(encoder, wrong) == (None, "reference")
+
+
+def test_fine_tuned_copy_gets_its_own_lean_path(encoder: SentenceEncoder) -> None:
+    encoder.single_path()
+    name = "encoder.layer.5.output.LayerNorm.bias"
+    noise = torch.randn(encoder.dim, generator=torch.Generator().manual_seed(0))
+    state = {name: encoder.model.state_dict()[name] + noise}
+    tuned = encoder.with_state(state)
+    text = "how do I top up by card"
+    original = encoder.encode_one(text, layers=(6,)).sentence
+    changed = tuned.encode_one(text, layers=(6,)).sentence
+    reference = tuned.encode_tokens([text], layers=(6,))[0].sentence
+    assert _cos(changed, reference) >= MIN_AGREEMENT
+    assert _cos(changed, original) < 0.99  # not the old weights' path
+    assert torch.equal(tuned.model.state_dict()[name], state[name])
+
+
+def test_lean_path_can_be_switched_off() -> None:
+    encoder = SentenceEncoder(None, max_length=32)
+    encoder.allow_lean = False
+    assert encoder.single_path() is None and encoder.single_path_name == "reference"
+    one = encoder.encode_one("block my card", layers=(6,))
+    np.testing.assert_array_equal(
+        one.layers, encoder.encode_tokens(["block my card"], layers=(6,))[0].layers
+    )
