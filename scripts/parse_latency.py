@@ -1,6 +1,6 @@
 """Developer tool: per-message parse latency of a trained Rasa model, with a cProfile breakdown.
 
-python scripts/parse_latency.py models/<model>.tar.gz [N] [FILE.jsonl]
+python scripts/parse_latency.py models/<model>.tar.gz [N] [FILE.jsonl] [--no-profile]
 """
 
 import asyncio
@@ -20,6 +20,8 @@ from rasa.utils.log_utils import configure_structlog  # noqa: E402
 
 configure_structlog(None)  # LOG_LEVEL, default INFO: without it every parse prints at debug
 
+profile = "--no-profile" not in sys.argv
+sys.argv = [a for a in sys.argv if a != "--no-profile"]
 model = sys.argv[1]
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 texts = [
@@ -36,9 +38,11 @@ async def main():
     prof = cProfile.Profile()
     for t in texts:
         s = time.perf_counter()
-        prof.enable()
+        if profile:
+            prof.enable()
         await agent.parse_message(t)
-        prof.disable()
+        if profile:
+            prof.disable()
         ms.append((time.perf_counter() - s) * 1000)
     ms.sort()
     print(
@@ -49,6 +53,8 @@ async def main():
         "mean",
         round(statistics.mean(ms), 1),
     )
+    if not profile:
+        return
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(30)
     print(out.getvalue()[:9000])
