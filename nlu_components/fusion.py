@@ -34,6 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from nlu_components.blas import one_blas_thread
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.symbolic import SymbolicVocabulary, symbolic_terms
 
@@ -471,7 +472,8 @@ class FusionClassifierModel:
         if not examples:
             return []
         sparse = self._sparse(examples) if self.use_syntax else None
-        lm, lt = self._view_logits(examples, sparse)
+        with one_blas_thread():  # waking a second BLAS thread costs ~1 ms per message
+            lm, lt = self._view_logits(examples, sparse)
         logits, alpha = self._combine(lm, lt)
         probs = torch.softmax(logits / self.temperature, -1).numpy()
         similarity = self._similarity(examples)
