@@ -26,7 +26,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from nlu_components.align import pool_pieces_to_tokens
-from nlu_components.encoder import SentenceEncoder, load_encoder
+from nlu_components.encoder import PRECISIONS, SentenceEncoder, load_encoder
 from nlu_components.errors import ComponentConfigError
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ class TransformerEncoderFeaturizer(DenseFeaturizer, GraphComponent):
             "inference_threads": 1,
             # Torch threads for featurizing training data.
             "training_threads": 2,
+            # `auto`: matrix products in bfloat16 where the CPU has native bfloat16 units
+            # (AMX / AVX512-BF16; ~3x faster, vectors within cosine 0.9999 of float32), else
+            # float32. `float32` or `bfloat16` force one.
+            "precision": "auto",
         }
 
     @staticmethod
@@ -76,6 +80,11 @@ class TransformerEncoderFeaturizer(DenseFeaturizer, GraphComponent):
                     f"TransformerEncoderFeaturizer: `{key}` must be a positive integer, "
                     f"got {config.get(key)!r}"
                 )
+        if config.get("precision") not in PRECISIONS:
+            raise ComponentConfigError(
+                f"TransformerEncoderFeaturizer: `precision` must be one of {sorted(PRECISIONS)}, "
+                f"got {config.get('precision')!r}"
+            )
         layers = config.get("pooling_layers")
         if not isinstance(layers, list) or any(
             not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in layers
@@ -100,6 +109,7 @@ class TransformerEncoderFeaturizer(DenseFeaturizer, GraphComponent):
             max_length=config["max_length"],
             batch_size=config["batch_size"],
             num_threads=config["inference_threads"],
+            precision=config["precision"],
         )
         encoder.check_layers(config["pooling_layers"])
         encoder.single_path()  # pick the live-message path now, not on the first message

@@ -50,7 +50,8 @@ def has_fast_bf16() -> bool:
 
 
 def lean_forwards(encoder: Any) -> list[tuple[str, SingleForward]]:
-    """Functional forward passes over a BERT encoder's weights: fp32, and bf16 if the CPU has it.
+    """Functional forward passes over a BERT encoder's weights: fp32, and bf16 if the CPU has it
+    (and the encoder's `precision` is not `float32`).
 
     Raises:
         ValueError: the model is not a BERT encoder with absolute positions and GELU.
@@ -156,7 +157,7 @@ def lean_forwards(encoder: Any) -> list[tuple[str, SingleForward]]:
         return forward
 
     forwards = [("fp32", make(torch.float32))]
-    if has_fast_bf16():
+    if has_fast_bf16() and getattr(encoder, "precision", "auto") != "float32":
         forwards.append(("bf16", make(torch.bfloat16)))
     return forwards
 

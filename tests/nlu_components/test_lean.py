@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from nlu_components.encoder import SentenceEncoder, load_encoder
+from nlu_components.errors import ComponentConfigError
 from nlu_components.lean import (
     MIN_AGREEMENT,
     MIN_TOKEN_AGREEMENT,
@@ -53,8 +54,35 @@ def test_each_lean_forward_agrees_with_the_batched_encoding(encoder: SentenceEnc
                 assert _cos(got.layers[part], expected.layers[part]) >= MIN_AGREEMENT
             for a, b in zip(got.vectors, expected.vectors):
                 assert _cos(a, b) >= MIN_TOKEN_AGREEMENT
-            if name == "fp32":  # same arithmetic in another order: nearly bit-equal
-                np.testing.assert_allclose(got.sentence, expected.sentence, atol=1e-4)
+
+
+def test_fp32_lean_path_matches_a_float32_encoder_closely() -> None:
+    encoder = load_encoder(None, max_length=64, precision="float32")
+    assert not encoder.bf16_batches
+    assert [name for name, _ in lean_forwards(encoder)] == ["fp32"]
+    forward = dict(lean_forwards(encoder))["fp32"]
+    for text, expected in zip(TEXTS, encoder.encode_tokens(TEXTS, layers=(2, 4, 6))):
+        got = forward(text, (2, 4, 6))  # same arithmetic in another order: nearly bit-equal
+        np.testing.assert_allclose(got.layers, expected.layers, atol=1e-4)
+        np.testing.assert_allclose(got.vectors, expected.vectors, atol=1e-3)
+
+
+def test_bfloat16_batches_agree_with_float32(encoder: SentenceEncoder) -> None:
+    assert encoder.bf16_batches == has_fast_bf16()  # `auto`
+    exact = load_encoder(None, max_length=64, precision="float32")
+    fast = load_encoder(None, max_length=64, precision="bfloat16")
+    for a, b in zip(
+        exact.encode_tokens(TEXTS, layers=(2, 4, 6)), fast.encode_tokens(TEXTS, layers=(2, 4, 6))
+    ):
+        assert a.vectors.dtype == b.vectors.dtype == np.float32
+        for block in range(3):
+            part = slice(block * 384, (block + 1) * 384)
+            assert _cos(a.layers[part], b.layers[part]) >= MIN_AGREEMENT
+
+
+def test_unknown_precision_is_refused() -> None:
+    with pytest.raises(ComponentConfigError, match="precision"):
+        SentenceEncoder(None, precision="float8")
 
 
 def test_encode_one_uses_the_checked_path_and_matches_it(encoder: SentenceEncoder) -> None:
