@@ -72,7 +72,7 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             "max_length": 64,
             "pooling_layers": [2, 4, 6],
             # Inverse L2 strength of both views' weights (as C of a logistic regression).
-            "regularization": 20.0,
+            "regularization": 40.0,
             # L-BFGS iterations of the joint fit (the refit on all data gets half).
             "max_iterations": 100,
             # Weight of each group of the symbolic view: syntax cues from the dependency

@@ -51,7 +51,7 @@ class FusionConfig:
 
     views: tuple[str, ...] = VIEWS
     #: Inverse L2 strength of the view weights (as `C` of a logistic regression).
-    regularization: float = 20.0
+    regularization: float = 40.0
     #: L-BFGS iterations of the joint fit (the refit on all data gets half, warm-started).
     max_iterations: int = 100
     #: Weight of each symbolic group (0 switches a group off).
