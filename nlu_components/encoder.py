@@ -118,6 +118,9 @@ class SentenceEncoder:
         self.bf16_batches = precision == "bfloat16" or (precision == "auto" and has_fast_bf16())
         #: the lean single-text forward pass (`nlu_components.lean`), picked on first use
         self.allow_lean = True
+        self._forget_single_path()
+
+    def _forget_single_path(self) -> None:
         self._single: Any = _UNPICKED
         self.single_path_name = "reference"
         self._pick_lock = threading.Lock()
@@ -136,9 +139,7 @@ class SentenceEncoder:
         clone.model.load_state_dict(state, strict=False)
         clone.model.eval()
         clone._lock = threading.Lock()
-        clone._single = _UNPICKED  # the lean path holds the old weights
-        clone.single_path_name = "reference"
-        clone._pick_lock = threading.Lock()
+        clone._forget_single_path()  # the lean path holds the old weights
         return clone
 
     def _batches(self, texts: Sequence[str]) -> list[list[int]]:
