@@ -192,12 +192,20 @@ class SentenceEncoder:
         return tuple(layers)
 
     def encode_tokens(
-        self, texts: Sequence[str], num_threads: int | None = None, layers: Sequence[int] = ()
+        self,
+        texts: Sequence[str],
+        num_threads: int | None = None,
+        layers: Sequence[int] = (),
+        live: bool = False,
     ) -> list[TokenEncoding]:
         """Per-piece contextual embeddings with character offsets, plus the sentence vector.
 
-        With `layers`, each encoding also carries those hidden layers' mean poolings.
+        With `layers`, each encoding also carries those hidden layers' mean poolings. `live`
+        (incoming messages) encodes each text alone through `encode_one`, so a batch of live
+        messages gets exactly what each would get one by one; training data leaves it off.
         """
+        if live:
+            return [self.encode_one(text, num_threads, layers) for text in texts]
         layers = self.check_layers(layers)
         results: list[TokenEncoding | None] = [None] * len(texts)
         with self._lock, _threads(num_threads or self.num_threads):

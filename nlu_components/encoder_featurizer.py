@@ -125,13 +125,9 @@ class TransformerEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         messages = [m for m in messages if m.get(TEXT) is not None and m.get(TOKENS_NAMES[TEXT])]
         if not messages:
             return
-        layers = self._config["pooling_layers"]
-        if live:
-            # one message at a time through the encoder's lean path (checked against the
-            # batched encoding; the same for every live message, so batch == one by one)
-            encodings = [self.encoder.encode_one(m.get(TEXT), threads, layers) for m in messages]
-        else:
-            encodings = self.encoder.encode_tokens([m.get(TEXT) for m in messages], threads, layers)
+        encodings = self.encoder.encode_tokens(
+            [m.get(TEXT) for m in messages], threads, self._config["pooling_layers"], live=live
+        )
         for message, encoding in zip(messages, encodings):
             spans = [(t.start, t.end) for t in message.get(TOKENS_NAMES[TEXT])]
             sequence = pool_pieces_to_tokens(encoding.vectors, encoding.offsets, spans)

@@ -203,11 +203,9 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
         Live messages go one by one through the encoder's lean path, as the featurizer does.
         """
         layers = tuple(self.component_config["pooling_layers"])
-        texts = [m.get(TEXT) or "" for m in messages]
-        if live:
-            encodings = [encoder.encode_one(text, threads, layers) for text in texts]
-        else:
-            encodings = encoder.encode_tokens(texts, threads, layers)
+        encodings = encoder.encode_tokens(
+            [m.get(TEXT) or "" for m in messages], threads, layers, live=live
+        )
         return [
             Example(
                 sentence=encoding.sentence if encoding.layers is None else encoding.layers,
