@@ -139,3 +139,29 @@ def test_database_down_is_a_knowledge_base_error(tmp_path: Path, kb_dir: Path) -
     gone = _kb(f"sqlite:///{tmp_path / 'no-such-folder' / 'bot.db'}", kb_dir)
     with pytest.raises(DatabaseUnavailableError):
         gone.search("card")
+
+
+def test_encoder_threads_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from actions.kb.errors import EncoderUnavailableError
+    from actions.kb.service import query_threads_from_env
+
+    monkeypatch.delenv("FUSIONDESK_KB_THREADS", raising=False)
+    assert query_threads_from_env() == 1
+    monkeypatch.setenv("FUSIONDESK_KB_THREADS", " 2 ")
+    assert query_threads_from_env() == 2
+    for bad in ("0", "-1", "two", "1.5"):
+        monkeypatch.setenv("FUSIONDESK_KB_THREADS", bad)
+        with pytest.raises(EncoderUnavailableError, match="FUSIONDESK_KB_THREADS"):
+            query_threads_from_env()
+
+
+def test_a_change_by_another_process_is_seen_by_the_next_search(db_url: str, kb_dir: Path) -> None:
+    """The revision check reads the state row with plain SQL: a write through another
+    engine (another process) must still be noticed on the very next search."""
+    bot = _kb(db_url, kb_dir)
+    assert bot.search("how do I change my PIN")[0].article.id == "change_pin"
+    first = bot._revision()
+    other = KnowledgeBase(sa.create_engine(db_url), encoder=HashingEncoder(), seed_dir=None)
+    other.delete(["change_pin"])
+    assert bot._revision() > first
+    assert all(hit.article.id != "change_pin" for hit in bot.search("how do I change my PIN"))
