@@ -189,11 +189,29 @@ class EncoderProjection:
         """(n, dims) scaled PCA values and one (n,) cluster-id array per codebook."""
         vectors = vectors.astype(np.float32)
         reduced = ((vectors - self.mean) @ self.components.T) / self.scale
-        unit = _unit(vectors)
-        ids = [
-            np.argmax(unit @ c.T, axis=1) if len(unit) else np.zeros(0, int) for c in self.centroids
-        ]
+        if not len(vectors) or not self.centroids:
+            return reduced, [np.zeros(0, int) for _ in self.centroids]
+        import torch
+
+        # one product against every codebook at once, in torch: for a message's dozen tokens
+        # numpy's single-threaded GEMM took 0.33 ms here, torch's 0.07 ms
+        similarities = (torch.from_numpy(_unit(vectors)) @ self._codebooks()).numpy()
+        ids, start = [], 0
+        for c in self.centroids:
+            ids.append(np.argmax(similarities[:, start : start + len(c)], axis=1))
+            start += len(c)
         return reduced, ids
+
+    def _codebooks(self) -> Any:
+        """All centroids as one (d, total) float32 torch tensor (cached)."""
+        cached = getattr(self, "_codebook_cache", None)
+        if cached is None:
+            import torch
+
+            stacked = np.concatenate([np.asarray(c, np.float32) for c in self.centroids])
+            cached = torch.from_numpy(np.ascontiguousarray(stacked.T))
+            self._codebook_cache = cached
+        return cached
 
     def sentence_cluster(self, sentence: np.ndarray | None) -> int | None:
         if self.sentence_centroids is None or sentence is None:

@@ -167,3 +167,28 @@ def test_symbolic_terms_and_vocabulary_round_trip() -> None:
     # a 20,000-character message stays bounded
     huge = symbolic_terms([], ["x" * 20_000] * 5_000)
     assert len(huge["word"]) < 300 and max(len(t) for t in huge["word"]) <= 81
+
+
+def test_two_stage_novelty_equals_the_float32_nearest_neighbour(
+    trained: FusionClassifierModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bfloat16 first stage (large references on CPUs with bfloat16 units) only picks
+    candidates: the similarity it returns is the float32 cosine of the nearest row."""
+    import nlu_components.fusion as fusion
+
+    rng = np.random.default_rng(7)
+    reference = rng.normal(size=(3000, DIM)).astype(np.float32)
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    model = FusionClassifierModel.train(*make_examples(5, seed=8), FusionConfig(max_iterations=5))
+    model.reference = reference
+    queries, _ = make_examples(4, seed=9)
+    expected = (reference @ np.stack([e.sentence for e in queries]).T).max(axis=0)
+
+    monkeypatch.setattr(fusion, "BF16_MIN_REFERENCE", 1)
+    monkeypatch.setattr(fusion, "has_fast_bf16", lambda: True)
+    model._reference_cache = None
+    assert model._reference_tensors()[1] is not None  # the two-stage path is in use
+    batch = model._similarity(queries)
+    single = np.array([model._similarity([q])[0] for q in queries])
+    np.testing.assert_allclose(batch, expected, atol=1e-6)
+    np.testing.assert_allclose(single, expected, atol=1e-6)
