@@ -37,6 +37,7 @@ from torch import nn
 from nlu_components.blas import one_blas_thread
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.lean import has_fast_bf16
+from nlu_components.nearest import candidates
 from nlu_components.symbolic import SymbolicVocabulary, symbolic_terms
 
 logger = logging.getLogger(__name__)
@@ -451,14 +452,7 @@ class FusionClassifierModel:
             if approximate is None:
                 nearest = (exact @ queries.T).max(dim=0).values
             else:
-                low = queries.to(torch.bfloat16)
-                if len(queries) == 1:  # a live message: GEMV (the GEMM kernel is slower here)
-                    scores = torch.mv(approximate, low[0]).unsqueeze(1)
-                else:
-                    scores = approximate @ low.T  # (rows, messages)
-                k = min(RESCORE_NEAREST, len(exact))
-                best = torch.topk(scores, k, dim=0).indices  # (k, messages)
-                rescored = torch.einsum("kmd,md->km", exact[best], queries)
+                _, rescored, _ = candidates(exact, approximate, queries, RESCORE_NEAREST)
                 nearest = rescored.max(dim=0).values
         return nearest.numpy().astype(np.float32)
 

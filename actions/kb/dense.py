@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from nlu_components.lean import has_fast_bf16 as _has_fast_bf16
+from nlu_components.nearest import candidates
 
 #: Rows recomputed exactly after the bfloat16 pass.
 RESCORE = 256
@@ -77,9 +78,11 @@ class DenseIndex:
             if self._rows_bf16 is None:
                 similarities = torch.mv(self._rows, vector).numpy()
             else:
-                approximate = torch.mv(self._rows_bf16, vector.to(torch.bfloat16)).float()
-                best = torch.topk(approximate, min(RESCORE, self.n_rows)).indices
-                approximate[best] = torch.mv(self._rows[best], vector)
+                best, rescored, scores = candidates(
+                    self._rows, self._rows_bf16, vector.unsqueeze(0), RESCORE
+                )
+                approximate = scores[:, 0].float()
+                approximate[best[:, 0]] = rescored[:, 0]
                 similarities = approximate.numpy()
         if self._single:
             return similarities
