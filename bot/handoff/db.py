@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.handoff.models import Base
+from bot.sqlite import use_wal
 
 #: Milliseconds a SQLite write waits for another process's lock.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -29,32 +30,10 @@ _engines_lock = threading.Lock()
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    _use_wal(cursor)
+    use_wal(cursor)
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
-
-
-def _use_wal(cursor: Any, attempts: int = 100) -> None:
-    """Switch the database file to WAL journaling (it stays so; later connections skip this).
-
-    The switch needs a moment of exclusive access, and SQLite answers "database is locked" at
-    once, without its busy timeout, when other connections open the new file at the same
-    moment (seen with six processes starting together): retry for up to about 5 seconds.
-    """
-    import sqlite3
-
-    for attempt in range(1, attempts + 1):
-        try:
-            mode = cursor.execute("PRAGMA journal_mode").fetchone()
-            if mode is not None and str(mode[0]).lower() == "wal":
-                return
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e).lower() or attempt == attempts:
-                raise
-            time.sleep(0.001 * attempt)
 
 
 def create_db_engine(db_url: str) -> Engine:
