@@ -92,18 +92,18 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             "refit_on_all": True,
             "seed": 42,
             "training_threads": 2,
-            # Out-of-scope: intent trained from examples, plus two thresholds calibrated on
-            # the held-out slice (automatic ones only when the data has `oos_intent`
-            # examples). A prediction below either becomes `oos_intent` (or `nlu_fallback`
-            # when the data has no such intent and a fixed threshold is set).
+            # Out-of-scope: intent trained from examples, plus a rule calibrated on the
+            # held-out slice when the data has `oos_intent` examples: a message whose
+            # confidence and similarity to the in-scope training messages are jointly less
+            # typical than the held-out in-scope ones' becomes `oos_intent`.
             "oos_intent": "out_of_scope",
-            # Held-out in-scope messages each automatic threshold may reject (0.01 = 1 %;
-            # on CLINC150 dev 0.01 gave in-scope 94.0 % / OOS recall 92 %, 0.02 90.7 / 96).
+            # Share of held-out in-scope messages the automatic rule may reject (0.01 = 1 %).
             "oos_in_scope_rejection": 0.01,
-            # A fixed confidence threshold instead of the automatic one (null = automatic).
+            # Fixed thresholds instead of the automatic rule (null = automatic): a prediction
+            # below either becomes `oos_intent` (or `nlu_fallback` when the data has no such
+            # intent). The confidence one is on the calibrated top probability; the
+            # similarity one on the cosine to the nearest in-scope training message.
             "oos_threshold": None,
-            # A fixed threshold on the cosine similarity to the nearest in-scope training
-            # message (catches novel requests the classifier is confidently wrong about).
             "oos_similarity_threshold": None,
             # Intents listed in `intent_ranking`.
             "ranking_length": 10,
@@ -363,11 +363,22 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             "words": top("word:"),
             "temperature": round(self.model.temperature, 4) if self.model else None,
             "nearest_example_similarity": round(prediction.similarity, 4),
-            "oos_threshold": self.model.oos_threshold if self.model else None,
-            "similarity_threshold": self.model.similarity_threshold if self.model else None,
         }
+        model = self.model
+        if model is not None and model.joint_out_of_scope:
+            # share of held-out in-scope requests less confident × share less similar
+            explanation["in_scope_typicality"] = (
+                None if prediction.typicality is None else round(prediction.typicality, 4)
+            )
+            explanation["typicality_threshold"] = round(float(model.typicality_threshold), 6)
+        else:
+            explanation["oos_threshold"] = model.oos_threshold if model else None
+            explanation["similarity_threshold"] = model.similarity_threshold if model else None
         if below_threshold:
             explanation["out_of_scope_reason"] = (
-                "confidence or similarity to known requests below its calibrated threshold"
+                "confidence and similarity to known requests are less typical than the "
+                "calibrated share of in-scope requests"
+                if model is not None and model.joint_out_of_scope
+                else "confidence or similarity to known requests below its calibrated threshold"
             )
         return explanation

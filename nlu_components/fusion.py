@@ -11,8 +11,16 @@ Training (full batch, L-BFGS, so it is deterministic and converges in seconds to
 1. both views' weights are fitted *jointly* (α = ½) with L2 regularisation on a stratified
    90 % slice of the training data — a convex problem, so no epochs or early stopping to tune;
 2. on the held-out 10 % the per-message gate (u, b) is learned (regularised towards α = ½), then
-   the temperature (Guo et al., 2017) and the two out-of-scope thresholds are calibrated;
+   the temperature (Guo et al., 2017) and out-of-scope detection are calibrated;
 3. the view weights are refitted on all data (warm start), gate and calibration kept.
+
+Out-of-scope detection (when the data has an out-of-scope intent) scores each message's *in-scope
+typicality*: the share of held-out in-scope messages with a lower confidence, times the share with
+a lower similarity to the nearest in-scope training message (two empirical CDFs). A message is
+out of scope when that product falls below its `oos_in_scope_rejection` quantile on the held-out
+in-scope messages. One joint score rejects fewer in-scope requests than two separate thresholds
+at the same out-of-scope recall (CLINC150 dev: 95.97 % in-scope / 89 % recall against
+94.47 % / 90 % at a 1 % held-out rejection, the 90 % model of step 2).
 
 Every decision is explainable exactly: the logit is linear in the symbolic features, so a
 feature's effect on the predicted intent is 2α · t_f · (W_T[f, c] − mean_k W_T[f, k]).
@@ -136,6 +144,8 @@ class Prediction:
     gate: float | None
     #: Symbolic features that moved the predicted intent, strongest first: (name, effect).
     cue_contributions: list[tuple[str, float]]
+    #: In-scope typicality in [0, 1] (None when out-of-scope detection is not calibrated).
+    typicality: float | None = None
 
 
 class FusionClassifierModel:
@@ -169,6 +179,11 @@ class FusionClassifierModel:
         self.temperature = 1.0
         self.oos_threshold: float | None = config.oos_threshold
         self.similarity_threshold: float | None = config.oos_similarity_threshold
+        #: Held-out in-scope confidences and similarities, sorted (the typicality's two CDFs).
+        self.in_scope_confidences = np.zeros(0, np.float32)
+        self.in_scope_similarities = np.zeros(0, np.float32)
+        #: Typicality below which a message is out of scope (None: not calibrated).
+        self.typicality_threshold: float | None = None
         #: L2-normalised sentence vectors of the in-scope training messages.
         self.reference = np.zeros((0, enc_dim), dtype=np.float32)
         self._similarity_dims = (
@@ -405,12 +420,15 @@ class FusionClassifierModel:
         self.temperature = _fit_temperature(logits, torch.from_numpy(y_held_out))
         threshold = self._oos_threshold(logits / self.temperature, y_held_out)
         self.oos_threshold = config.oos_threshold if config.oos_threshold is not None else threshold
-        in_scope = [e for e, keep in zip(held_out, self.in_scope(y_held_out)) if keep]
+        in_scope_mask = self.in_scope(y_held_out)
+        in_scope = [e for e, keep in zip(held_out, in_scope_mask) if keep]
         # like the confidence threshold, only when the data knows out-of-scope requests: on a
         # closed set of intents, add Rasa's FallbackClassifier if messages should fall back
+        calibrated = bool(in_scope) and config.oos_intent in self.labels
+        similarities = self._similarity(in_scope) if calibrated else np.zeros(0, np.float32)
         similarity_threshold = (
-            float(np.quantile(self._similarity(in_scope), config.oos_in_scope_rejection))
-            if in_scope and len(self.reference) and config.oos_intent in self.labels
+            float(np.quantile(similarities, config.oos_in_scope_rejection))
+            if calibrated and len(self.reference)
             else None
         )
         self.similarity_threshold = (
@@ -418,6 +436,22 @@ class FusionClassifierModel:
             if config.oos_similarity_threshold is not None
             else similarity_threshold
         )
+        self.typicality_threshold = None
+        if calibrated and len(in_scope) >= 2:
+            confidences = torch.softmax(logits / self.temperature, -1).max(-1).values.numpy()
+            confidences = confidences[in_scope_mask].astype(np.float32)
+            similarities = similarities.astype(np.float32)
+            self.in_scope_confidences = np.sort(confidences)
+            self.in_scope_similarities = np.sort(similarities)
+            # each held-out message is ranked among the *others* (leave-one-out), so its
+            # typicality has the distribution a new in-scope message's has
+            n = len(in_scope) - 1
+            held_out_typicality = (
+                np.searchsorted(self.in_scope_confidences, confidences, side="left") / n
+            ) * (np.searchsorted(self.in_scope_similarities, similarities, side="left") / n)
+            threshold = float(np.quantile(held_out_typicality, config.oos_in_scope_rejection))
+            # zero: too few held-out messages to tell the rejected tail; two thresholds decide
+            self.typicality_threshold = threshold if threshold > 0 else None
 
     def _oos_threshold(self, logits: torch.Tensor, y: np.ndarray) -> float | None:
         """Confidence below which an in-scope prediction becomes out-of-scope.
@@ -468,8 +502,33 @@ class FusionClassifierModel:
             self._reference_cache = cached
         return cached[1], cached[2]
 
+    def _typicality(self, confidences: np.ndarray, similarities: np.ndarray) -> np.ndarray:
+        """Share of held-out in-scope messages less confident × share less similar."""
+        n_conf, n_sim = len(self.in_scope_confidences), len(self.in_scope_similarities)
+        if not n_conf or not n_sim:
+            return np.ones(len(confidences), np.float32)
+        below_conf = np.searchsorted(self.in_scope_confidences, confidences, side="left")
+        below_sim = np.searchsorted(self.in_scope_similarities, similarities, side="left")
+        return ((below_conf / n_conf) * (below_sim / n_sim)).astype(np.float32)
+
+    @property
+    def joint_out_of_scope(self) -> bool:
+        """True when the typicality decides (no fixed threshold configured, rule calibrated)."""
+        fixed = (
+            self.config.oos_threshold is not None
+            or self.config.oos_similarity_threshold is not None
+        )
+        return self.typicality_threshold is not None and not fixed
+
     def is_out_of_scope(self, prediction: Prediction) -> bool:
-        """Whether a prediction falls below either calibrated out-of-scope threshold."""
+        """Whether a prediction is out of scope.
+
+        By its in-scope typicality when calibrated; with a fixed `oos_threshold` or
+        `oos_similarity_threshold` configured (or a model calibrated before typicality existed),
+        by falling below either threshold.
+        """
+        if self.joint_out_of_scope and prediction.typicality is not None:
+            return prediction.typicality < float(self.typicality_threshold or 0.0)
         too_unsure = (
             self.oos_threshold is not None
             and float(prediction.probabilities.max()) < self.oos_threshold
@@ -501,6 +560,11 @@ class FusionClassifierModel:
         logits, alpha = self._combine(lm, lt)
         probs = torch.softmax(logits / self.temperature, -1).numpy()
         similarity = self._similarity(examples)
+        typicality = (
+            self._typicality(probs.max(-1), similarity)
+            if self.typicality_threshold is not None
+            else None
+        )
         sparse = sparse if explain else None
         results = []
         for row in range(len(examples)):
@@ -510,7 +574,15 @@ class FusionClassifierModel:
                 contributions = self._contributions(
                     sparse.getrow(row), int(probs[row].argmax()), 1.0 if gate is None else 2 * gate
                 )
-            results.append(Prediction(probs[row], float(similarity[row]), gate, contributions))
+            results.append(
+                Prediction(
+                    probs[row],
+                    float(similarity[row]),
+                    gate,
+                    contributions,
+                    None if typicality is None else float(typicality[row]),
+                )
+            )
         return results
 
     def _contributions(
@@ -535,6 +607,8 @@ class FusionClassifierModel:
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.weights.items()}
         tensors["__reference__"] = torch.from_numpy(self.reference.astype(np.float16))
+        tensors["__in_scope_confidences__"] = torch.from_numpy(self.in_scope_confidences)
+        tensors["__in_scope_similarities__"] = torch.from_numpy(self.in_scope_similarities)
         for name, value in (self.encoder_state or {}).items():
             tensors[f"__encoder__.{name}"] = value.contiguous()
         save_file(tensors, str(directory / self.WEIGHTS_FILE))
@@ -547,6 +621,7 @@ class FusionClassifierModel:
             "temperature": self.temperature,
             "oos_threshold": self.oos_threshold,
             "similarity_threshold": self.similarity_threshold,
+            "typicality_threshold": self.typicality_threshold,
             "validation_accuracy": self.validation_accuracy,
             "train_iterations": self.train_iterations,
             "finetune_layers": self.finetune_layers,
@@ -569,6 +644,12 @@ class FusionClassifierModel:
                 meta["enc_dim"],
             )
             model.reference = state.pop("__reference__").numpy().astype(np.float32)
+            for key, attribute in (
+                ("__in_scope_confidences__", "in_scope_confidences"),
+                ("__in_scope_similarities__", "in_scope_similarities"),
+            ):  # absent from models trained before typicality: they keep two thresholds
+                if key in state:
+                    setattr(model, attribute, state.pop(key).numpy().astype(np.float32))
             encoder_keys = [k for k in state if k.startswith("__encoder__.")]
             if encoder_keys:
                 model.encoder_state = {
@@ -582,6 +663,7 @@ class FusionClassifierModel:
             model.temperature = float(meta["temperature"])
             model.oos_threshold = meta["oos_threshold"]
             model.similarity_threshold = meta["similarity_threshold"]
+            model.typicality_threshold = meta.get("typicality_threshold")
             model.validation_accuracy = meta["validation_accuracy"]
             model.train_iterations = int(meta.get("train_iterations", 0))
             model.finetune_layers = int(meta.get("finetune_layers", 0))

@@ -92,7 +92,11 @@ def test_batch_equals_one_by_one(trained: FusionClassifierModel) -> None:
         assert single.gate == pytest.approx(expected.gate, abs=1e-6)
 
 
-def test_save_load_gives_same_predictions(trained: FusionClassifierModel, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["trained", "large"])
+def test_save_load_gives_same_predictions(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    trained = request.getfixturevalue(name)
     trained.save(tmp_path)
     loaded = FusionClassifierModel.load(tmp_path)
     test_x, _ = make_examples(3, seed=5)
@@ -104,17 +108,101 @@ def test_save_load_gives_same_predictions(trained: FusionClassifierModel, tmp_pa
         ] == [n for n, _ in b.cue_contributions]
     assert loaded.oos_threshold == trained.oos_threshold
     assert loaded.similarity_threshold == trained.similarity_threshold
+    assert loaded.typicality_threshold == trained.typicality_threshold
+    np.testing.assert_array_equal(loaded.in_scope_confidences, trained.in_scope_confidences)
+    for a, b in zip(trained.predict(test_x), loaded.predict(test_x)):
+        assert (a.typicality is None) == (b.typicality is None)
+        assert a.typicality == pytest.approx(b.typicality, abs=0.05)
+        assert trained.is_out_of_scope(a) == loaded.is_out_of_scope(b)
     assert loaded.vocabulary.terms == trained.vocabulary.terms
 
 
-def test_novel_input_is_out_of_scope(trained: FusionClassifierModel) -> None:
+@pytest.fixture(scope="module")
+def large() -> FusionClassifierModel:
+    """Enough held-out messages (70 per intent) for the joint rule's 1 % tail."""
+    examples, labels = make_examples(700, seed=11)
+    return FusionClassifierModel.train(examples, labels, FusionConfig(max_iterations=50))
+
+
+def test_small_data_keeps_two_thresholds(trained: FusionClassifierModel) -> None:
+    # 9 held-out in-scope messages cannot locate a 1 % tail: the two thresholds decide
+    assert trained.typicality_threshold is None and not trained.joint_out_of_scope
+    assert trained.oos_threshold is not None and trained.similarity_threshold is not None
+    far = np.zeros(DIM, np.float32)
+    far[-1] = 1.0
+    assert trained.is_out_of_scope(trained.predict([Example(far, [], ["weather"])])[0])
+
+
+def test_novel_input_is_out_of_scope(large: FusionClassifierModel) -> None:
+    trained = large
     far = np.zeros(DIM, np.float32)
     far[-1] = 1.0  # a direction no training message points to
     novel = Example(far, ["root=weather"], ["weather", "today"])
     prediction = trained.predict([novel])[0]
+    assert trained.joint_out_of_scope and trained.typicality_threshold is not None
+    assert prediction.typicality is not None
+    assert prediction.typicality < trained.typicality_threshold
+    assert trained.is_out_of_scope(prediction)
+    # the old two-threshold rule agrees on something this far from every request
     assert trained.similarity_threshold is not None
     assert prediction.similarity < trained.similarity_threshold
-    assert trained.is_out_of_scope(prediction)
+
+
+def test_typicality_rejects_the_calibrated_share_of_in_scope_requests(
+    large: FusionClassifierModel,
+) -> None:
+    trained = large
+    test_x, test_y = make_examples(300, seed=12)
+    in_scope = [x for x, y in zip(test_x, test_y) if y != "out_of_scope"]
+    preds = trained.predict(in_scope, explain=False)
+    typicality = np.array([p.typicality for p in preds])
+    assert ((0.0 <= typicality) & (typicality <= 1.0)).all()
+    # calibrated to reject 1 % of held-out in-scope requests: about that share of new ones
+    assert 0.0 < np.mean([trained.is_out_of_scope(p) for p in preds]) <= 0.03
+    # less confident and less similar is never more typical
+    order = np.argsort(typicality)
+    low, high = preds[order[0]], preds[order[-1]]
+    assert low.probabilities.max() <= high.probabilities.max() or low.similarity <= high.similarity
+
+
+def test_fixed_thresholds_replace_the_joint_rule() -> None:
+    examples, labels = make_examples(700, seed=11)  # enough for the joint rule, as `large`
+    model = FusionClassifierModel.train(
+        examples, labels, FusionConfig(max_iterations=50, oos_similarity_threshold=0.99)
+    )
+    assert model.typicality_threshold is not None and not model.joint_out_of_scope
+    fresh, _ = make_examples(5, seed=14)
+    predictions = model.predict(fresh, explain=False)
+    flagged = [p.similarity < 0.99 or p.probabilities.max() < model.oos_threshold for p in predictions]
+    assert any(flagged)
+    assert [model.is_out_of_scope(p) for p in predictions] == flagged
+
+
+def test_model_saved_without_typicality_keeps_two_thresholds(
+    large: FusionClassifierModel, tmp_path: Path
+) -> None:
+    """A model trained before the joint rule existed loads and decides as it used to."""
+    import json
+
+    trained = large
+
+    from safetensors.torch import load_file, save_file
+
+    trained.save(tmp_path)
+    meta_path = tmp_path / FusionClassifierModel.META_FILE
+    meta = json.loads(meta_path.read_text())
+    del meta["typicality_threshold"]
+    meta_path.write_text(json.dumps(meta))
+    weights = tmp_path / FusionClassifierModel.WEIGHTS_FILE
+    state = {k: v for k, v in load_file(str(weights)).items() if "in_scope" not in k}
+    save_file(state, str(weights))
+    old = FusionClassifierModel.load(tmp_path)
+    assert old.typicality_threshold is None and not old.joint_out_of_scope
+    far = np.zeros(DIM, np.float32)
+    far[-1] = 1.0
+    prediction = old.predict([Example(far, [], ["weather"])])[0]
+    assert prediction.typicality is None
+    assert old.is_out_of_scope(prediction)
 
 
 def test_single_view_ablations_train() -> None:
