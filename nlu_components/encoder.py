@@ -10,7 +10,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -119,6 +122,7 @@ class SentenceEncoder:
         #: the lean single-text forward pass (`nlu_components.lean`), picked on first use
         self.allow_lean = True
         self._forget_single_path()
+        self._stop_prefetch()
 
     def _forget_single_path(self) -> None:
         self._single: Any = _UNPICKED
@@ -140,7 +144,52 @@ class SentenceEncoder:
         clone.model.eval()
         clone._lock = threading.Lock()
         clone._forget_single_path()  # the lean path holds the old weights
+        clone._stop_prefetch()
         return clone
+
+    # ------------------------------------------------------------ prefetch of live messages
+    def _stop_prefetch(self) -> None:
+        self._prefetch: tuple[int, tuple[int, ...]] | None = None
+        self._pending: OrderedDict[tuple[str, tuple[int, ...]], Future[TokenEncoding]] = (
+            OrderedDict()
+        )
+        self._pending_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def enable_prefetch(self, num_threads: int, layers: Sequence[int]) -> None:
+        """Let `prefetch_live` start this encoder's forward pass for incoming messages early.
+
+        The NLU pipeline's spaCy component calls `prefetch_live(text)` before it parses, so the
+        transformer runs in a worker thread while spaCy parses (both release the GIL in their
+        numeric kernels), and `encode_one(text, num_threads, layers)` later collects the result
+        — the same function on the same text, so the same vectors.
+        """
+        layers = tuple(self.check_layers(layers))
+        if self.single_path() is None:
+            return  # the batched reference path: nothing cheap to overlap
+        with self._pending_lock:
+            self._prefetch = (num_threads, layers)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="encoder-prefetch")
+        _PREFETCHING.add(self)
+
+    def prefetch(self, text: str) -> None:
+        """Start encoding `text` in the worker thread (no-op unless `enable_prefetch` ran)."""
+        settings, executor, single = self._prefetch, self._executor, self._single
+        if settings is None or executor is None or single is _UNPICKED or single is None:
+            return
+        num_threads, layers = settings
+        key = (text, layers)
+        with self._pending_lock:
+            if key in self._pending:
+                return
+            self._pending[key] = executor.submit(self._encode_single, text, num_threads, layers)
+            while len(self._pending) > MAX_PENDING_PREFETCHES:  # never collected: forget
+                self._pending.popitem(last=False)
+
+    def _encode_single(self, text: str, num_threads: int | None, layers: Sequence[int]) -> Any:
+        with self._lock, _threads(num_threads or self.num_threads):
+            return self._single(text, layers)
 
     def _batches(self, texts: Sequence[str]) -> list[list[int]]:
         # sort by length so each batch pads little; results are put back in input order
@@ -257,8 +306,12 @@ class SentenceEncoder:
         single = self.single_path()
         if single is None:
             return self.encode_tokens([text], num_threads, layers)[0]
-        with self._lock, _threads(num_threads or self.num_threads):
-            return single(text, layers)
+        if self._prefetch is not None and self._prefetch[0] == (num_threads or self.num_threads):
+            with self._pending_lock:
+                pending = self._pending.pop((text, tuple(layers)), None)
+            if pending is not None:
+                return pending.result()  # type: ignore[no-any-return]
+        return self._encode_single(text, num_threads, layers)  # type: ignore[no-any-return]
 
 
 _UNPICKED = object()
@@ -293,6 +346,17 @@ class _threads:
 
         if self.n != self.previous:
             torch.set_num_threads(self.previous)
+
+
+#: Prefetched encodings kept for messages whose featurizer has not collected them yet.
+MAX_PENDING_PREFETCHES = 32
+_PREFETCHING: weakref.WeakSet[SentenceEncoder] = weakref.WeakSet()
+
+
+def prefetch_live(text: str) -> None:
+    """Start every prefetching encoder on an incoming message's text (see `enable_prefetch`)."""
+    for encoder in list(_PREFETCHING):
+        encoder.prefetch(text)
 
 
 @lru_cache(maxsize=4)

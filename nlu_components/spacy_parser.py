@@ -5,6 +5,10 @@ parse. This subclass keeps the parser (and NER), is case-sensitive by default (c
 parser and the entity recogniser), and otherwise behaves exactly like `SpacyNLP`: it puts one
 parsed `Doc` per message under `SPACY_DOCS[TEXT]`, which Rasa's `SpacyTokenizer` and our
 syntax, classifier and slot-filler components all read — the text is parsed once.
+
+Before it parses an incoming message it asks the transformer encoder (when the pipeline's
+`TransformerEncoderFeaturizer` enabled it) to start encoding the same text in a worker thread,
+so the two models' arithmetic overlaps instead of running one after the other.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.utils.spacy_utils import SpacyModel, SpacyNLP
+from rasa.shared.nlu.constants import TEXT
+from rasa.shared.nlu.training_data.message import Message
 
+from nlu_components.encoder import prefetch_live
 from nlu_components.errors import ComponentConfigError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -93,3 +100,11 @@ class ParsingSpacyNLP(SpacyNLP):
         if load_parsing_pipeline.cache_info().currsize == 0:
             logger.info("Loading spaCy pipeline %r with its dependency parser", config["model"])
         return cls(cls.load_model(config["model"]), config)
+
+    def process(self, messages: list[Message], model: SpacyModel) -> list[Message]:
+        """Parse incoming messages (the encoder starts on each text first, see above)."""
+        for message in messages:
+            text = message.get(TEXT)
+            if text and isinstance(text, str):
+                prefetch_live(text)
+        return super().process(messages, model)  # type: ignore[no-any-return]

@@ -26,6 +26,7 @@ def test_defaults_are_valid() -> None:
         ({"pooling_layers": [2, -1]}, "pooling_layers"),
         ({"max_length": 0}, "max_length"),
         ({"inference_threads": "1"}, "inference_threads"),
+        ({"overlap_with_parser": "yes"}, "overlap_with_parser"),
     ],
 )
 def test_bad_values_name_the_key(changes: dict, key: str) -> None:

@@ -137,3 +137,42 @@ def test_lean_path_can_be_switched_off() -> None:
     np.testing.assert_array_equal(
         one.layers, encoder.encode_tokens(["block my card"], layers=(6,))[0].layers
     )
+
+
+def test_prefetched_encoding_is_collected_and_identical() -> None:
+    """The spaCy component starts the forward pass early; the featurizer gets the same vectors."""
+    from nlu_components import encoder as encoder_module
+
+    encoder = SentenceEncoder(None, max_length=32)
+    expected = {text: encoder.encode_one(text, 1, (2, 4, 6)) for text in TEXTS[:3]}
+    encoder_module.prefetch_live(TEXTS[0])  # not enabled yet: nothing starts
+    assert not encoder._pending
+    encoder.enable_prefetch(1, [2, 4, 6])
+    for text in TEXTS[:3]:
+        encoder_module.prefetch_live(text)
+        encoder_module.prefetch_live(text)  # a duplicate is started once
+    assert len(encoder._pending) == 3
+    for text in TEXTS[:3]:
+        got = encoder.encode_one(text, 1, (2, 4, 6))
+        np.testing.assert_array_equal(got.layers, expected[text].layers)
+        np.testing.assert_array_equal(got.vectors, expected[text].vectors)
+    assert not encoder._pending  # each result collected once
+    # other settings than the prefetch's are encoded on the spot, the pending one stays
+    encoder_module.prefetch_live("block my card")
+    alone = encoder.encode_one("block my card", 1, (6,))
+    assert alone.layers is not None and alone.layers.shape == (encoder.dim,)
+    assert len(encoder._pending) == 1
+
+
+def test_uncollected_prefetches_are_bounded_and_copies_do_not_prefetch() -> None:
+    from nlu_components import encoder as encoder_module
+
+    encoder = SentenceEncoder(None, max_length=16)
+    encoder.enable_prefetch(1, [6])
+    for i in range(encoder_module.MAX_PENDING_PREFETCHES + 10):
+        encoder.prefetch(f"message number {i}")
+    assert len(encoder._pending) == encoder_module.MAX_PENDING_PREFETCHES
+    assert "message number 0" not in {text for text, _ in encoder._pending}
+    tuned = encoder.with_state({})
+    tuned.prefetch("hello")
+    assert tuned._prefetch is None and not tuned._pending

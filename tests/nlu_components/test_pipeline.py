@@ -79,6 +79,36 @@ def test_bad_input_gets_a_prediction_never_a_crash(fused_model: Path) -> None:
     assert parsed[0]["intent"]["name"] in {"out_of_scope", "nlu_fallback"}
 
 
+@pytest.mark.slow
+def test_encoding_overlapped_with_the_parse_gives_the_same_result(fused_model: Path) -> None:
+    """The spaCy component starts the encoder early; switched off, every parse is the same."""
+    from rasa.core.agent import Agent
+
+    from nlu_components import encoder as encoder_module
+
+    agent = Agent.load(str(fused_model))
+    prefetching = list(encoder_module._PREFETCHING)
+    assert prefetching, "the featurizer enabled the overlap (its default)"
+    texts = ["I lost my card", "my card still has not arrived", "   ", "🙂"]
+
+    async def run() -> list[dict]:
+        return [await agent.parse_message(text) for text in texts]
+
+    overlapped = asyncio.run(run())
+    assert all(not e._pending for e in prefetching)  # every started encoding was collected
+    settings = [e._prefetch for e in prefetching]
+    try:
+        for e in prefetching:
+            e._prefetch = None
+        alone = asyncio.run(run())
+    finally:
+        for e, setting in zip(prefetching, settings):
+            e._prefetch = setting
+    for a, b in zip(overlapped, alone):
+        assert a["intent"] == b["intent"] and a["entities"] == b["entities"]
+        assert a["explanation"] == b["explanation"]
+
+
 def test_missing_model_directory_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="model_path"):
         resolve_model_path(tmp_path / "no-such-model")
