@@ -370,7 +370,7 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             explanation["in_scope_typicality"] = (
                 None if prediction.typicality is None else round(prediction.typicality, 4)
             )
-            explanation["typicality_threshold"] = round(float(model.typicality_threshold), 6)
+            explanation["typicality_threshold"] = round(float(model.typicality_threshold or 0), 6)
         else:
             explanation["oos_threshold"] = model.oos_threshold if model else None
             explanation["similarity_threshold"] = model.similarity_threshold if model else None

@@ -173,7 +173,9 @@ def test_fixed_thresholds_replace_the_joint_rule() -> None:
     assert model.typicality_threshold is not None and not model.joint_out_of_scope
     fresh, _ = make_examples(5, seed=14)
     predictions = model.predict(fresh, explain=False)
-    flagged = [p.similarity < 0.99 or p.probabilities.max() < model.oos_threshold for p in predictions]
+    flagged = [
+        p.similarity < 0.99 or p.probabilities.max() < model.oos_threshold for p in predictions
+    ]
     assert any(flagged)
     assert [model.is_out_of_scope(p) for p in predictions] == flagged
 
