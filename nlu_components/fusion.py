@@ -18,9 +18,9 @@ Out-of-scope detection (when the data has an out-of-scope intent) scores each me
 typicality*: the share of held-out in-scope messages with a lower confidence, times the share with
 a lower similarity to the nearest in-scope training message (two empirical CDFs). A message is
 out of scope when that product falls below its `oos_in_scope_rejection` quantile on the held-out
-in-scope messages. One joint score rejects fewer in-scope requests than two separate thresholds
-at the same out-of-scope recall (CLINC150 dev: 95.97 % in-scope / 89 % recall against
-94.47 % / 90 % at a 1 % held-out rejection, the 90 % model of step 2).
+in-scope messages, each ranked among the others. One joint score rejects fewer in-scope requests
+than two separate thresholds at about the same out-of-scope recall (CLINC150 dev through Rasa:
+96.30 % in-scope accuracy / 88 % recall, against 94.30 % / 89 % with two thresholds).
 
 Every decision is explainable exactly: the logit is linear in the symbolic features, so a
 feature's effect on the predicted intent is 2α · t_f · (W_T[f, c] − mean_k W_T[f, k]).
