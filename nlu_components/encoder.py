@@ -155,6 +155,7 @@ class SentenceEncoder:
         )
         self._pending_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
 
     def enable_prefetch(self, num_threads: int, layers: Sequence[int]) -> None:
         """Let `prefetch_live` start this encoder's forward pass for incoming messages early.
@@ -169,21 +170,30 @@ class SentenceEncoder:
             return  # the batched reference path: nothing cheap to overlap
         with self._pending_lock:
             self._prefetch = (num_threads, layers)
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="encoder-prefetch")
         _PREFETCHING.add(self)
+
+    def _worker(self) -> ThreadPoolExecutor:
+        """The prefetch thread of *this* process (a forked child gets its own; call locked)."""
+        if self._executor is None or self._executor_pid != os.getpid():
+            # a child forked from a process whose worker existed inherits the executor but
+            # not its thread: work queued there would never run
+            self._pending.clear()
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="encoder-prefetch")
+            self._executor_pid = os.getpid()
+        return self._executor
 
     def prefetch(self, text: str) -> None:
         """Start encoding `text` in the worker thread (no-op unless `enable_prefetch` ran)."""
-        settings, executor, single = self._prefetch, self._executor, self._single
-        if settings is None or executor is None or single is _UNPICKED or single is None:
+        settings, single = self._prefetch, self._single
+        if settings is None or single is _UNPICKED or single is None:
             return
         num_threads, layers = settings
         key = (text, layers)
         with self._pending_lock:
+            worker = self._worker()
             if key in self._pending:
                 return
-            self._pending[key] = executor.submit(self._encode_single, text, num_threads, layers)
+            self._pending[key] = worker.submit(self._encode_single, text, num_threads, layers)
             while len(self._pending) > MAX_PENDING_PREFETCHES:  # never collected: forget
                 self._pending.popitem(last=False)
 
@@ -308,7 +318,11 @@ class SentenceEncoder:
             return self.encode_tokens([text], num_threads, layers)[0]
         if self._prefetch is not None and self._prefetch[0] == (num_threads or self.num_threads):
             with self._pending_lock:
-                pending = self._pending.pop((text, tuple(layers)), None)
+                pending = (
+                    self._pending.pop((text, tuple(layers)), None)
+                    if self._executor_pid == os.getpid()
+                    else None
+                )
             if pending is not None:
                 return pending.result()  # type: ignore[no-any-return]
         return self._encode_single(text, num_threads, layers)  # type: ignore[no-any-return]

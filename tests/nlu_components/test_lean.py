@@ -176,3 +176,30 @@ def test_uncollected_prefetches_are_bounded_and_copies_do_not_prefetch() -> None
     tuned = encoder.with_state({})
     tuned.prefetch("hello")
     assert tuned._prefetch is None and not tuned._pending
+
+
+def test_a_forked_child_prefetches_with_its_own_thread() -> None:
+    """A process forked after the worker thread started must not queue work on a dead thread."""
+    import multiprocessing
+
+    encoder = SentenceEncoder(None, max_length=16)
+    encoder.enable_prefetch(1, [6])
+    encoder.prefetch("start the parent's worker")
+    encoder.encode_one("start the parent's worker", 1, (6,))
+    expected = encoder.encode_one("block my card", 1, (6,)).layers
+
+    def child(queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+        encoder.prefetch("block my card")
+        queue.put(encoder.encode_one("block my card", 1, (6,)).layers.tolist())
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(queue,))
+    process.start()
+    try:
+        got = queue.get(timeout=60)  # a hang here is the bug
+    finally:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
+    np.testing.assert_allclose(np.array(got, dtype=np.float32), expected, atol=1e-6)
