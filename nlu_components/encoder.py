@@ -122,7 +122,7 @@ class SentenceEncoder:
         #: the lean single-text forward pass (`nlu_components.lean`), picked on first use
         self.allow_lean = True
         self._forget_single_path()
-        self._stop_prefetch()
+        self._reset_prefetch()
 
     def _forget_single_path(self) -> None:
         self._single: Any = _UNPICKED
@@ -144,11 +144,11 @@ class SentenceEncoder:
         clone.model.eval()
         clone._lock = threading.Lock()
         clone._forget_single_path()  # the lean path holds the old weights
-        clone._stop_prefetch()
+        clone._reset_prefetch()
         return clone
 
     # ------------------------------------------------------------ prefetch of live messages
-    def _stop_prefetch(self) -> None:
+    def _reset_prefetch(self) -> None:
         self._prefetch: tuple[int, tuple[int, ...]] | None = None
         self._pending: OrderedDict[tuple[str, tuple[int, ...]], Future[TokenEncoding]] = (
             OrderedDict()

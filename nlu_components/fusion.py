@@ -440,16 +440,10 @@ class FusionClassifierModel:
         if calibrated and len(in_scope) >= 2:
             confidences = torch.softmax(logits / self.temperature, -1).max(-1).values.numpy()
             confidences = confidences[in_scope_mask].astype(np.float32)
-            similarities = similarities.astype(np.float32)
             self.in_scope_confidences = np.sort(confidences)
             self.in_scope_similarities = np.sort(similarities)
-            # each held-out message is ranked among the *others* (leave-one-out), so its
-            # typicality has the distribution a new in-scope message's has
-            n = len(in_scope) - 1
-            held_out_typicality = (
-                np.searchsorted(self.in_scope_confidences, confidences, side="left") / n
-            ) * (np.searchsorted(self.in_scope_similarities, similarities, side="left") / n)
-            threshold = float(np.quantile(held_out_typicality, config.oos_in_scope_rejection))
+            held_out = self._typicality(confidences, similarities, leave_one_out=True)
+            threshold = float(np.quantile(held_out, config.oos_in_scope_rejection))
             # zero: too few held-out messages to tell the rejected tail; two thresholds decide
             self.typicality_threshold = threshold if threshold > 0 else None
 
@@ -502,10 +496,17 @@ class FusionClassifierModel:
             self._reference_cache = cached
         return cached[1], cached[2]
 
-    def _typicality(self, confidences: np.ndarray, similarities: np.ndarray) -> np.ndarray:
-        """Share of held-out in-scope messages less confident × share less similar."""
-        n_conf, n_sim = len(self.in_scope_confidences), len(self.in_scope_similarities)
-        if not n_conf or not n_sim:
+    def _typicality(
+        self, confidences: np.ndarray, similarities: np.ndarray, leave_one_out: bool = False
+    ) -> np.ndarray:
+        """Share of held-out in-scope messages less confident × share less similar.
+
+        `leave_one_out`: these are the held-out messages themselves, each ranked among the
+        *others*, so that their typicality is distributed as a new in-scope message's is.
+        """
+        n_conf = len(self.in_scope_confidences) - leave_one_out
+        n_sim = len(self.in_scope_similarities) - leave_one_out
+        if n_conf <= 0 or n_sim <= 0:
             return np.ones(len(confidences), np.float32)
         below_conf = np.searchsorted(self.in_scope_confidences, confidences, side="left")
         below_sim = np.searchsorted(self.in_scope_similarities, similarities, side="left")
