@@ -442,8 +442,8 @@ class FusionClassifierModel:
             confidences = confidences[in_scope_mask].astype(np.float32)
             self.in_scope_confidences = np.sort(confidences)
             self.in_scope_similarities = np.sort(similarities)
-            held_out = self._typicality(confidences, similarities, leave_one_out=True)
-            threshold = float(np.quantile(held_out, config.oos_in_scope_rejection))
+            held_out_typicality = self._typicality(confidences, similarities, leave_one_out=True)
+            threshold = float(np.quantile(held_out_typicality, config.oos_in_scope_rejection))
             # zero: too few held-out messages to tell the rejected tail; two thresholds decide
             self.typicality_threshold = threshold if threshold > 0 else None
 
