@@ -142,7 +142,12 @@ def test_demo_page_embeds_the_widget_and_the_bot_answers(visit: Visit) -> None:
     assert visit.bot_texts()[0].startswith(GREETING)
     assert visit.user_texts() == []
 
-    # Record whether the typing indicator shows while the bot works.
+    # Record whether the typing indicator shows while the bot works. The greeting's turn must
+    # be over first: were its dots still showing, showing them again changes no attribute.
+    page.wait_for_function(
+        "() => document.querySelector('.fusiondesk-chat').shadowRoot"
+        "  .querySelector('.fd-typing').hidden"
+    )
     page.evaluate(
         "() => { const root = document.querySelector('.fusiondesk-chat').shadowRoot;"
         "  const typing = root.querySelector('.fd-typing'); window.__typingSeen = false;"
