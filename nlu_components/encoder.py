@@ -172,15 +172,24 @@ class SentenceEncoder:
             self._prefetch = (num_threads, layers)
         _PREFETCHING.add(self)
 
-    def _worker(self) -> ThreadPoolExecutor:
-        """The prefetch thread of *this* process (a forked child gets its own; call locked)."""
-        if self._executor is None or self._executor_pid != os.getpid():
-            # a child forked from a process whose worker existed inherits the executor but
-            # not its thread: work queued there would never run
+    def _worker_missing(self) -> bool:
+        """True when this process has no prefetch thread yet (call locked).
+
+        A child forked after the parent's worker started inherits the executor but not its
+        thread, so work queued there would never run: the child drops it and starts afresh.
+        """
+        if self._executor is not None and self._executor_pid != os.getpid():
             self._pending.clear()
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="encoder-prefetch")
-            self._executor_pid = os.getpid()
-        return self._executor
+            self._executor = None
+        return self._executor is None
+
+    def _worker(self) -> ThreadPoolExecutor:
+        """The prefetch thread of this process, started on first use (call locked)."""
+        executor = None if self._worker_missing() else self._executor
+        if executor is None:
+            executor = ThreadPoolExecutor(1, thread_name_prefix="encoder-prefetch")
+            self._executor, self._executor_pid = executor, os.getpid()
+        return executor
 
     def prefetch(self, text: str) -> None:
         """Start encoding `text` in the worker thread (no-op unless `enable_prefetch` ran)."""
@@ -319,9 +328,9 @@ class SentenceEncoder:
         if self._prefetch is not None and self._prefetch[0] == (num_threads or self.num_threads):
             with self._pending_lock:
                 pending = (
-                    self._pending.pop((text, tuple(layers)), None)
-                    if self._executor_pid == os.getpid()
-                    else None
+                    None
+                    if self._worker_missing()
+                    else self._pending.pop((text, tuple(layers)), None)
                 )
             if pending is not None:
                 return pending.result()  # type: ignore[no-any-return]
