@@ -203,3 +203,44 @@ def test_a_forked_child_prefetches_with_its_own_thread() -> None:
         if process.is_alive():
             process.kill()
     np.testing.assert_allclose(np.array(got, dtype=np.float32), expected, atol=1e-6)
+
+
+def test_packed_products_equal_the_plain_ones() -> None:
+    from nlu_components.lean import _plain, _products
+
+    dtypes = [torch.float32] + ([torch.bfloat16] if has_fast_bf16() else [])
+    generator = torch.Generator().manual_seed(0)
+    for dtype in dtypes:
+        linear, linear_gelu, pack = _products(dtype, 384)
+        plain_linear, plain_gelu, _ = _plain()
+        w = torch.randn(1536, 384, generator=generator).to(dtype)
+        b = torch.randn(1536, generator=generator).to(dtype)
+        packed = pack(w)
+        for rows in (1, 7, 20, 130):  # the packing's size hint is 16: any count must work
+            x = torch.randn(rows, 384, generator=generator).to(dtype)
+            with torch.inference_mode():
+                got, want = linear(x, packed, b), plain_linear(x, w, b)
+                assert got.shape == want.shape == (rows, 1536)
+                if dtype == torch.bfloat16:
+                    assert torch.equal(got, want)  # the same oneDNN kernel, bit for bit
+                else:
+                    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
+                torch.testing.assert_close(
+                    linear_gelu(x, packed, b).float(),
+                    plain_gelu(x, w, b).float(),
+                    rtol=2e-2,
+                    atol=2e-2,
+                )
+
+
+def test_packed_forward_agrees_with_the_plain_forward(encoder: SentenceEncoder) -> None:
+    packed = dict(lean_forwards(encoder, packed=True))
+    plain = dict(lean_forwards(encoder, packed=False))
+    assert packed.keys() == plain.keys()
+    for name in packed:
+        for text in TEXTS:
+            a, b = packed[name](text, (3, 6)), plain[name](text, (3, 6))
+            np.testing.assert_array_equal(a.offsets, b.offsets)
+            assert _cos(a.sentence, b.sentence) >= MIN_AGREEMENT
+            for x, y in zip(a.vectors, b.vectors):
+                assert _cos(x, y) >= MIN_TOKEN_AGREEMENT
