@@ -1,6 +1,9 @@
 """Developer tool: per-message parse latency of a trained Rasa model, with a cProfile breakdown.
 
-python scripts/parse_latency.py models/<model>.tar.gz [N] [FILE.jsonl] [--no-profile]
+python scripts/parse_latency.py models/<model>.tar.gz [N] [FILE.jsonl] [--no-profile] [--nodes]
+
+`--nodes` (implies `--no-profile`): mean and p95 wall time of each Rasa graph node per message
+instead of the cProfile breakdown (cProfile inflates Python-heavy components).
 """
 
 import asyncio
@@ -20,8 +23,24 @@ from rasa.utils.log_utils import configure_structlog  # noqa: E402
 
 configure_structlog(None)  # LOG_LEVEL, default INFO: without it every parse prints at debug
 
-profile = "--no-profile" not in sys.argv
-sys.argv = [a for a in sys.argv if a != "--no-profile"]
+nodes = "--nodes" in sys.argv
+profile = "--no-profile" not in sys.argv and not nodes
+sys.argv = [a for a in sys.argv if a not in ("--no-profile", "--nodes")]
+node_ms: dict[str, list[float]] = {}
+if nodes:
+    import rasa.engine.graph as graph
+
+    _call = graph.GraphNode.__call__
+
+    def _timed(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        try:
+            return _call(self, *args, **kwargs)
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            node_ms.setdefault(self._node_name, []).append(elapsed)
+
+    graph.GraphNode.__call__ = _timed
 model = sys.argv[1]
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 texts = [
@@ -35,6 +54,7 @@ async def main():
     for t in texts[:10]:
         await agent.parse_message(t)
     ms = []
+    node_ms.clear()
     prof = cProfile.Profile()
     for t in texts:
         s = time.perf_counter()
@@ -53,6 +73,12 @@ async def main():
         "mean",
         round(statistics.mean(ms), 1),
     )
+    for name, values in node_ms.items():
+        values.sort()
+        print(
+            f"{name:60s} mean {statistics.mean(values):7.3f}"
+            f" p95 {values[int(len(values) * 0.95)]:7.3f}"
+        )
     if not profile:
         return
     out = io.StringIO()
