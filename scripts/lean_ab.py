@@ -37,7 +37,9 @@ def main() -> None:
     }
     layers = tuple(range(7))
     worst = max(
-        float(np.abs(variants["packed"](t, layers).layers - variants["plain"](t, layers).layers).max())
+        float(
+            np.abs(variants["packed"](t, layers).layers - variants["plain"](t, layers).layers).max()
+        )
         for t in texts[:50]
     )
     timings: dict[str, list[float]] = {k: [] for k in variants}
