@@ -11,14 +11,17 @@ Pure module (no Rasa imports). Each token of a parsed spaCy `Doc` becomes a feat
   (built out-of-fold while training);
 - **encoder** — the token's contextual transformer vector, reduced by PCA to a few real-valued
   features, plus k-means cluster ids of the vector at several granularities (discrete, like
-  Brown clusters) and a cluster id of the sentence vector (what the utterance is about).
+  Brown clusters) and a cluster id of the sentence vector (what the utterance is about);
+- **neural** (stacking) — the label a BiLSTM over the whole token vector and the token's
+  embedded attributes guesses for the token and its neighbours (`nlu_components.neural_tagger`,
+  trained out-of-fold so the CRF learns how far to trust it).
 
 A linear-chain CRF (CRFsuite through `python-crfsuite`, which Rasa already installs) learns
 BIO labels; spans are decoded with per-span confidences from the CRF marginals. Labels carry
 the entity and, when annotated, its role (`person` + `recipient`).
 
-Persistence: `config.json`, `projection.npz` (PCA and centroids, `allow_pickle=False`) and
-CRFsuite's own model file `model.crfsuite`. No pickle.
+Persistence: `config.json`, `projection.npz` (PCA and centroids, `allow_pickle=False`),
+CRFsuite's own model file `model.crfsuite` and the neural tagger's `neural/`. No pickle.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,12 @@ from spacy.tokens import Doc
 
 from nlu_components.blas import one_blas_thread
 from nlu_components.errors import ComponentConfigError, ModelLoadError, NLUComponentError
+from nlu_components.neural_tagger import (
+    NeuralExample,
+    NeuralTagger,
+    NeuralTaggerConfig,
+    token_attributes,
+)
 from nlu_components.roles import TokenAnnotation, token_annotations
 
 #: Separates the entity from its role inside a CRF label ("person::recipient").
@@ -44,6 +53,7 @@ ROLE_SEPARATOR = "::"
 CONFIG_FILE = "config.json"
 PROJECTION_FILE = "projection.npz"
 MODEL_FILE = "model.crfsuite"
+NEURAL_DIR = "neural"
 FORMAT_VERSION = 1
 
 
@@ -80,6 +90,16 @@ class TaggerConfig:
     #: fills depends on what the customer asks: "tomorrow" is a date in a transfer, a time
     #: in an alarm). Needs an intent classifier before the extractor.
     use_intent_features: bool = True
+    #: Stacking: a BiLSTM (`nlu_components.neural_tagger`) over the whole token vector and
+    #: embedded token attributes guesses each token's label; the guesses of the token and its
+    #: neighbours are CRF features. Trained out-of-fold (`neural_folds`), then on all data.
+    use_neural_features: bool = True
+    #: Folds for the out-of-fold neural guesses while training (2 or more).
+    neural_folds: int = 3
+    #: Passes of the neural tagger over the training data.
+    neural_epochs: int = 10
+    #: "lstm" or "cnn" (see `nlu_components.neural_tagger`).
+    neural_architecture: str = "lstm"
     #: Folds for the out-of-fold lexicon while training (2 or more).
     lexicon_folds: int = 5
     #: Longest entity (in tokens) the lexicon looks up.
@@ -128,6 +148,10 @@ class TaggerConfig:
             raise ComponentConfigError("window must be between 0 and 5")
         if self.c1 < 0 or self.c2 < 0:
             raise ComponentConfigError("c1 and c2 (CRF regularisation) must be >= 0")
+        if self.neural_folds < 2 or self.neural_epochs < 1:
+            raise ComponentConfigError("neural_folds must be >= 2 and neural_epochs >= 1")
+        if self.neural_architecture not in ("lstm", "cnn"):
+            raise ComponentConfigError("neural_architecture must be 'lstm' or 'cnn'")
         if self.lexicon_folds < 2 or not 1 <= self.lexicon_max_words <= 12:
             raise ComponentConfigError("lexicon_folds must be >= 2, lexicon_max_words 1..12")
         if self.max_iterations < 1 or self.max_projection_samples < 100:
@@ -339,10 +363,12 @@ class RoleTagger:
         model: bytes | None = None,
         labels: Sequence[str] = (),
         lexicon: Lexicon | None = None,
+        neural: NeuralTagger | None = None,
     ) -> None:
         self.config = config or TaggerConfig()
         self.projection = projection
         self.lexicon = lexicon
+        self.neural = neural
         self.labels = list(labels)
         self._model_bytes = model
         self._tagger: Any = None
@@ -376,6 +402,11 @@ class RoleTagger:
                 'data (e.g. [Anna]{"entity": "person", "role": "recipient"})'
             )
         self._check_vectors(inputs)
+        if self.config.use_role_features:  # frames once per message, for both taggers
+            inputs = [
+                i if i.annotations is not None else replace(i, annotations=token_annotations(i.doc))
+                for i in inputs
+            ]
         if self.config.use_encoder_features:
             token_vectors = np.concatenate([i.vectors for i in inputs if len(i.doc)])  # type: ignore[misc]
             sentences = np.stack(
@@ -404,19 +435,64 @@ class RoleTagger:
                         lexicon.add(tagger_input.doc, example_spans)
             self.lexicon = full
             folds = list(fold_lexicons)
+        all_tags = [bio_tags(i.doc, s) for i, s in zip(inputs, spans, strict=True)]
+        guesses: list[np.ndarray | None] = [None] * len(inputs)
+        self.neural = None
+        if self.config.use_neural_features:
+            guesses, self.neural = self._fit_neural(inputs, all_tags)  # type: ignore[assignment]
         labels: set[str] = set()
-        for n, (tagger_input, example_spans) in enumerate(zip(inputs, spans, strict=True)):
+        for n, (tagger_input, tags) in enumerate(zip(inputs, all_tags, strict=True)):
             if not len(tagger_input.doc):
                 continue
-            tags = bio_tags(tagger_input.doc, example_spans)
             labels.update(tags)
-            trainer.append(self.featurize(tagger_input, folds[n % len(folds)]), tags)
+            trainer.append(self.featurize(tagger_input, folds[n % len(folds)], guesses[n]), tags)
         with tempfile.TemporaryDirectory(prefix="fd-role-tagger-") as tmp:
             path = os.path.join(tmp, MODEL_FILE)
             trainer.train(path)
             self._model_bytes = Path(path).read_bytes()
         self.labels = sorted(labels)
         self._tagger = _open_tagger(self._model_bytes)
+
+    def _fit_neural(
+        self, inputs: Sequence[TaggerInput], tags: Sequence[Sequence[str]]
+    ) -> tuple[list[np.ndarray], NeuralTagger]:
+        """Out-of-fold label probabilities for every input, and the tagger trained on all."""
+        config = NeuralTaggerConfig.from_dict(
+            {
+                "architecture": self.config.neural_architecture,
+                "epochs": self.config.neural_epochs,
+                "seed": self.config.random_seed,
+            }
+        )
+        examples = [self._neural_example(i) for i in inputs]
+        labels = ["O"] + sorted({t for example_tags in tags for t in example_tags} - {"O"})
+        k = self.config.neural_folds
+        guesses: list[np.ndarray] = [np.zeros((0, len(labels)), np.float32)] * len(inputs)
+        for fold in range(k):
+            train = [n for n in range(len(inputs)) if n % k != fold]
+            held = [n for n in range(len(inputs)) if n % k == fold]
+            if not train or not held:
+                continue
+            model = NeuralTagger.fit(
+                [examples[n] for n in train], [tags[n] for n in train], config, labels
+            )
+            for n, probs in zip(held, model.probabilities([examples[n] for n in held])):
+                guesses[n] = probs
+        return guesses, NeuralTagger.fit(examples, tags, config, labels)
+
+    def _neural_example(self, tagger_input: TaggerInput) -> NeuralExample:
+        doc = tagger_input.doc
+        annotations = None
+        if self.config.use_role_features:
+            annotations = tagger_input.annotations or token_annotations(doc)
+        vectors = tagger_input.vectors
+        if not self.config.use_encoder_features or vectors is None:
+            vectors = np.zeros((len(doc), 0), np.float32)
+        return NeuralExample(
+            token_attributes(doc, annotations),
+            vectors,
+            tagger_input.intent if self.config.use_intent_features else None,
+        )
 
     def _check_vectors(self, inputs: Sequence[TaggerInput]) -> None:
         if not self.config.use_encoder_features:
@@ -433,13 +509,18 @@ class RoleTagger:
     # -- features ---------------------------------------------------------------------------
 
     def featurize(
-        self, tagger_input: TaggerInput, lexicon: Lexicon | None = None
+        self,
+        tagger_input: TaggerInput,
+        lexicon: Lexicon | None = None,
+        guesses: np.ndarray | None = None,
     ) -> list[dict[str, float]]:
         """CRFsuite feature dicts (name → value), one per token.
 
         Args:
             tagger_input: the parsed utterance and its vectors.
             lexicon: the lexicon to look words up in (default: the trained one).
+            guesses: (tokens, labels) neural label probabilities (default: the trained
+                neural tagger's, when it has one).
         """
         doc = tagger_input.doc
         config = self.config
@@ -448,6 +529,13 @@ class RoleTagger:
         annotations: list[TokenAnnotation] | None = None
         if config.use_role_features:
             annotations = tagger_input.annotations or token_annotations(doc)
+            if tagger_input.annotations is None:
+                tagger_input = replace(tagger_input, annotations=annotations)
+        guessed: list[str] | None = None
+        if guesses is None and config.use_neural_features and self.neural is not None:
+            guesses = self.neural.probabilities([self._neural_example(tagger_input)])[0]
+        if guesses is not None and self.neural is not None and len(guesses) == len(doc):
+            guessed = [self.neural.labels[int(j)] for j in guesses.argmax(-1)]
         reduced: np.ndarray | None = None
         cluster_ids: list[np.ndarray] = []
         sentence_cluster: int | None = None
@@ -489,6 +577,11 @@ class RoleTagger:
                     feats[f"lex={hit}"] = 1.0
                 if not lexical[i]:
                     feats["lex=none"] = 1.0
+            if guessed is not None:
+                feats[f"nn={guessed[i]}"] = 1.0
+                for offset in (-1, 1):
+                    if 0 <= i + offset < len(doc):
+                        feats[f"{offset}:nn={guessed[i + offset]}"] = 1.0
             if reduced is not None:
                 for k, value in enumerate(reduced[i]):
                     feats[f"e{k}"] = float(value)
@@ -542,11 +635,14 @@ class RoleTagger:
             "labels": self.labels,
             "has_projection": self.projection is not None,
             "lexicon": self.lexicon.to_json() if self.lexicon is not None else None,
+            "has_neural": self.neural is not None,
         }
         (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         if self.projection is not None:
             self.projection.save(directory / PROJECTION_FILE)
         (directory / MODEL_FILE).write_bytes(self._model_bytes)
+        if self.neural is not None:
+            self.neural.save(directory / NEURAL_DIR)
 
     @classmethod
     def load(cls, directory: Path) -> RoleTagger:
@@ -569,6 +665,7 @@ class RoleTagger:
                 else None
             )
             model = (directory / MODEL_FILE).read_bytes()
+            neural = NeuralTagger.load(directory / NEURAL_DIR) if meta.get("has_neural") else None
         except (OSError, ValueError, KeyError, ComponentConfigError) as e:
             raise ModelLoadError(
                 f"could not load the role tagger from {directory}: {e}. Retrain the model "
@@ -579,7 +676,7 @@ class RoleTagger:
             if meta.get("lexicon") is not None
             else None
         )
-        return cls(config, projection, model, meta.get("labels", []), lexicon)
+        return cls(config, projection, model, meta.get("labels", []), lexicon, neural)
 
 
 def _open_tagger(model: bytes) -> Any:

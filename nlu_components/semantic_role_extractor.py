@@ -67,6 +67,9 @@ _TAGGER_KEYS = (
     "use_role_features",
     "use_lexicon_features",
     "use_intent_features",
+    "use_neural_features",
+    "neural_folds",
+    "neural_epochs",
     "lexicon_folds",
     "lexicon_max_words",
     "use_dependency_features",
@@ -117,6 +120,12 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             # The intent (gold in training, the classifier's at run time) alone and paired
             # with each word: which slot a word fills depends on what is asked.
             "use_intent_features": True,
+            # Stacking: a BiLSTM over the whole token vector and embedded token attributes
+            # guesses each token's label; the CRF gets the guesses as features. Trained on
+            # neural_folds out-of-fold splits (neural_epochs passes each), then on all data.
+            "use_neural_features": True,
+            "neural_folds": 3,
+            "neural_epochs": 10,
             "lexicon_folds": 5,
             "lexicon_max_words": 6,
             # PCA components of each token vector used as real-valued CRF features.

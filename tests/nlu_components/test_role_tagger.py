@@ -92,7 +92,12 @@ def test_save_load_gives_the_same_predictions(tagger: RoleTagger, data, tmp_path
     assert sorted(p.name for p in (tmp_path / "tagger").iterdir()) == [
         "config.json",
         "model.crfsuite",
+        "neural",
         "projection.npz",
+    ]
+    assert sorted(p.name for p in (tmp_path / "tagger" / "neural").iterdir()) == [
+        "neural.json",
+        "neural.npz",
     ]
     loaded = RoleTagger.load(tmp_path / "tagger")
     assert loaded.predict(inputs) == tagger.predict(inputs)
@@ -113,6 +118,10 @@ def test_broken_or_missing_model_fails_loudly(tagger: RoleTagger, tmp_path: Path
         RoleTagger.load(tmp_path / "t")
     with pytest.raises(ModelLoadError, match="not trained"):
         RoleTagger().predict([])
+    tagger.save(tmp_path / "n")
+    (tmp_path / "n" / "neural" / "neural.npz").write_bytes(b"junk")
+    with pytest.raises(ModelLoadError, match="neural tagger"):
+        RoleTagger.load(tmp_path / "n")
 
 
 def test_training_needs_entities_and_vectors(data) -> None:  # type: ignore[no-untyped-def]
@@ -156,6 +165,7 @@ def test_bio_round_trip_and_labels() -> None:
         ({"window": 9}, "window"),
         ({"encoder_clusters": [1]}, "encoder_clusters"),
         ({"c1": -1}, "c1"),
+        ({"neural_folds": 1}, "neural_folds"),
         ({"x": 1}, "unknown"),
     ],
 )
@@ -171,3 +181,54 @@ def test_lexicon_marks_words_annotated_in_training(tagger: RoleTagger, data) -> 
     assert "lex=none" in feats[0]  # "send" never was
     unseen, _ = transfer("33", "Hiroshi")
     assert "lex=none" in tagger.featurize(unseen)[4]
+
+
+def test_neural_guesses_are_crf_features(tagger: RoleTagger, data) -> None:  # type: ignore[no-untyped-def]
+    inputs, gold = data
+    assert tagger.neural is not None
+    assert tagger.neural.labels[0] == "O" and "B-person::recipient" in tagger.neural.labels
+    feats = tagger.featurize(inputs[0])
+    guessed = [next(k for k in f if k.startswith("nn=")) for f in feats]
+    # the neural tagger on its own has learned the toy data
+    assert guessed == ["nn=" + t for t in bio_tags(inputs[0].doc, gold[0])]
+    assert "1:nn=B-amount" in feats[0] and "-1:nn=O" in feats[1]
+    # guesses passed in win over the trained tagger's (how out-of-fold guesses are used)
+    forced = np.zeros((5, len(tagger.neural.labels)), np.float32)
+    forced[:, 0] = 1.0
+    assert all("nn=O" in f for f in tagger.featurize(inputs[0], guesses=forced))
+    off = RoleTagger(TaggerConfig.from_dict({**SMALL, "use_neural_features": False}))
+    off.fit(*data)
+    assert off.neural is None
+    assert not any(k.startswith(("nn=", "1:nn=")) for f in off.featurize(inputs[0]) for k in f)
+
+
+def test_neural_tagger_alone_batch_equals_one_by_one(tagger: RoleTagger, data) -> None:  # type: ignore[no-untyped-def]
+    # messages of different lengths in one batch: padding must not change a message's labels
+    inputs, _ = data
+    short = TaggerInput(inputs[0].doc[:3].as_doc(), inputs[0].vectors[:3], inputs[0].sentence)  # type: ignore[index]
+    mixed = [inputs[0], short, inputs[1]]
+    assert tagger.neural is not None
+    examples = [tagger._neural_example(i) for i in mixed]
+    batched = tagger.neural.probabilities(examples)
+    for example, probs in zip(examples, batched, strict=True):
+        alone = tagger.neural.probabilities([example])[0]
+        assert probs.shape == (len(example.attributes), len(tagger.neural.labels))
+        np.testing.assert_allclose(probs, alone, atol=1e-5)
+
+
+def test_cnn_neural_tagger_learns_and_pads_cleanly(data) -> None:  # type: ignore[no-untyped-def]
+    inputs, gold = data
+    cnn = RoleTagger(TaggerConfig.from_dict({**SMALL, "neural_architecture": "cnn"}))
+    cnn.fit(inputs, gold)
+    assert cnn.neural is not None and cnn.neural.config.architecture == "cnn"
+    examples = [cnn._neural_example(i) for i in inputs]
+    tags = [bio_tags(i.doc, g) for i, g in zip(inputs, gold, strict=True)]
+    guessed = [
+        [cnn.neural.labels[j] for j in p.argmax(-1)] for p in cnn.neural.probabilities(examples)
+    ]
+    assert guessed == tags
+    short = TaggerInput(inputs[0].doc[:2].as_doc(), inputs[0].vectors[:2], inputs[0].sentence)  # type: ignore[index]
+    mixed = [examples[0], cnn._neural_example(short)]
+    for example, probs in zip(mixed, cnn.neural.probabilities(mixed), strict=True):
+        np.testing.assert_allclose(probs, cnn.neural.probabilities([example])[0], atol=1e-5)
+    assert [key(p) for p in cnn.predict(inputs)] == [key(g) for g in gold]
