@@ -99,7 +99,7 @@ class TaggerConfig:
     #: Passes of the neural tagger over the training data.
     neural_epochs: int = 10
     #: "lstm" or "cnn" (see `nlu_components.neural_tagger`).
-    neural_architecture: str = "lstm"
+    neural_architecture: str = "cnn"
     #: Folds for the out-of-fold lexicon while training (2 or more).
     lexicon_folds: int = 5
     #: Longest entity (in tokens) the lexicon looks up.

@@ -70,6 +70,7 @@ _TAGGER_KEYS = (
     "use_neural_features",
     "neural_folds",
     "neural_epochs",
+    "neural_architecture",
     "lexicon_folds",
     "lexicon_max_words",
     "use_dependency_features",
@@ -120,12 +121,14 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             # The intent (gold in training, the classifier's at run time) alone and paired
             # with each word: which slot a word fills depends on what is asked.
             "use_intent_features": True,
-            # Stacking: a BiLSTM over the whole token vector and embedded token attributes
-            # guesses each token's label; the CRF gets the guesses as features. Trained on
-            # neural_folds out-of-fold splits (neural_epochs passes each), then on all data.
+            # Stacking: a small network over the whole token vector and embedded token
+            # attributes guesses each token's label; the CRF gets the guesses as features.
+            # Trained on neural_folds out-of-fold splits (neural_epochs passes each), then on
+            # all data. neural_architecture: "cnn" (two convolutions) or "lstm" (a BiLSTM).
             "use_neural_features": True,
             "neural_folds": 3,
             "neural_epochs": 10,
+            "neural_architecture": "cnn",
             "lexicon_folds": 5,
             "lexicon_max_words": 6,
             # PCA components of each token vector used as real-valued CRF features.
