@@ -10,8 +10,10 @@ cluster ids of it) and learns nonlinear combinations of the views.
 `RoleTagger` trains it out-of-fold (each training message is labelled by a model that did not
 see it, as unseen text is at run time), then on all data, and gives the CRF the predicted
 label of each token and of its neighbours as features. HWU64 dev, exact-span entity F1 of the
-tagger (`scripts/role_tagger_ablation.py --annotated-intents-only`): CRF alone 80.86; stacked
-with the CNN 82.30, with the BiLSTM 81.46 (and about 0.5 ms more per message).
+tagger (`scripts/role_tagger_ablation.py --annotated-intents-only`, gold intents): CRF alone
+80.86 / 80.36 (seeds 13 / 7); stacked with the CNN 82.30 / 81.76, with the BiLSTM 81.46 (and
+about 0.5 ms more per message). One full `fusiondesk bench nlu` run showed no gain (80.71 vs
+80.74) for twice the training time, so `use_neural_features` is off by default.
 
 Persistence: `neural.json` (settings, vocabularies, labels) and `neural.npz` (weights, saved
 with `allow_pickle=False`). No pickle.

@@ -125,7 +125,9 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             # attributes guesses each token's label; the CRF gets the guesses as features.
             # Trained on neural_folds out-of-fold splits (neural_epochs passes each), then on
             # all data. neural_architecture: "cnn" (two convolutions) or "lstm" (a BiLSTM).
-            "use_neural_features": True,
+            # Off by default: on HWU64 dev it lifted the tagger alone by about 1 point of
+            # entity F1 but not a full benchmark run, and doubled training time there.
+            "use_neural_features": False,
             "neural_folds": 3,
             "neural_epochs": 10,
             "neural_architecture": "cnn",

@@ -30,6 +30,7 @@ SMALL = {
     "encoder_clusters": (3, 5),
     "sentence_clusters": 0,
     "max_iterations": 60,
+    "use_neural_features": True,
 }
 
 

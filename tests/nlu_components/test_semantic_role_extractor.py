@@ -252,3 +252,27 @@ def test_bad_config_names_the_key(change: dict[str, Any], message: str, tmp_path
     config = {**SemanticRoleEntityExtractor.get_default_config(), **change}
     with pytest.raises(ComponentConfigError, match=message):
         SemanticRoleEntityExtractor(config, LocalModelStorage(tmp_path), Resource("x"))
+
+
+def test_stacked_neural_tagger_trains_persists_and_loads(pipeline: Pipeline) -> None:
+    # use_neural_features (off by default): the CNN's guesses feed the CRF through Rasa too
+    config = {
+        **SemanticRoleEntityExtractor.get_default_config(),
+        **QUICK,
+        "use_neural_features": True,
+        "neural_epochs": 4,
+    }
+    resource = Resource("semantic_roles_neural")
+    extractor = SemanticRoleEntityExtractor.create(
+        config, pipeline.storage, resource, pipeline.context
+    )
+    extractor.train(pipeline.training_data())
+    assert extractor.tagger is not None and extractor.tagger.neural is not None
+    first = entities_of(extractor, pipeline, TEXTS)
+    assert ("person", "Anna", "recipient") in simple(first[0])
+    assert ("amount", "30", None) in simple(first[0])
+    assert first[4] == []
+    loaded = SemanticRoleEntityExtractor.load(config, pipeline.storage, resource, pipeline.context)
+    assert loaded.tagger is not None and loaded.tagger.neural is not None
+    assert entities_of(loaded, pipeline, TEXTS) == first
+    assert [entities_of(loaded, pipeline, [t])[0] for t in TEXTS] == first
