@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from nlu_components.encoder import _threads
-from nlu_components.errors import ComponentConfigError, ModelLoadError
+from nlu_components.errors import ComponentConfigError, ModelLoadError, reject_unknown_settings
 
 CONFIG_FILE = "neural.json"
 WEIGHTS_FILE = "neural.npz"
@@ -75,12 +75,7 @@ class NeuralTaggerConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> NeuralTaggerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ComponentConfigError(
-                f"unknown neural tagger setting(s) {unknown}; known: {sorted(known)}"
-            )
+        reject_unknown_settings(values, (f.name for f in fields(cls)), "neural tagger")
         config = cls(**dict(values))
         if min(config.hidden, config.projection, config.epochs, config.batch_size) < 1:
             raise ComponentConfigError(
@@ -269,7 +264,7 @@ class NeuralTagger:
         config = config or NeuralTaggerConfig()
         if len(examples) != len(tags):
             raise ValueError("examples and tags must have the same length")
-        labels = list(labels) if labels is not None else _label_set(tags)
+        labels = list(labels) if labels is not None else label_set(tags)
         index = {label: i for i, label in enumerate(labels)}
         dims = _dims(examples)
         vocabulary = _Vocabulary.build(examples)
@@ -364,7 +359,8 @@ class NeuralTagger:
         return cls(config, vocabulary, meta["labels"], int(meta["dims"]), network)
 
 
-def _label_set(tags: Sequence[Sequence[str]]) -> list[str]:
+def label_set(tags: Sequence[Sequence[str]]) -> list[str]:
+    """The labels in `tags`, "O" first, the rest sorted."""
     return ["O"] + sorted({t for example_tags in tags for t in example_tags} - {"O"})
 
 

@@ -39,11 +39,17 @@ import numpy as np
 from spacy.tokens import Doc
 
 from nlu_components.blas import one_blas_thread
-from nlu_components.errors import ComponentConfigError, ModelLoadError, NLUComponentError
+from nlu_components.errors import (
+    ComponentConfigError,
+    ModelLoadError,
+    NLUComponentError,
+    reject_unknown_settings,
+)
 from nlu_components.neural_tagger import (
     NeuralExample,
     NeuralTagger,
     NeuralTaggerConfig,
+    label_set,
     token_attributes,
 )
 from nlu_components.roles import TokenAnnotation, token_annotations
@@ -127,12 +133,7 @@ class TaggerConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TaggerConfig:
         """Build and validate a config; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ComponentConfigError(
-                f"unknown role tagger setting(s) {unknown}; known: {sorted(known)}"
-            )
+        reject_unknown_settings(values, (f.name for f in fields(cls)), "role tagger")
         data = dict(values)
         if "encoder_clusters" in data:
             data["encoder_clusters"] = tuple(int(k) for k in data["encoder_clusters"] or ())
@@ -467,7 +468,7 @@ class RoleTagger:
             }
         )
         examples = [self._neural_example(i) for i in inputs]
-        labels = ["O"] + sorted({t for example_tags in tags for t in example_tags} - {"O"})
+        labels = label_set(tags)
         k = self.config.neural_folds
         guesses: list[np.ndarray] = [np.zeros((0, len(labels)), np.float32)] * len(inputs)
         for fold in range(k):
