@@ -156,20 +156,39 @@ class SentenceEncoder:
         self._pending_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._executor_pid = 0
+        #: the child encoder process (`worker="process"`); a copy with other weights has none
+        self._process: Any = None
 
-    def enable_prefetch(self, num_threads: int, layers: Sequence[int]) -> None:
+    def enable_prefetch(
+        self, num_threads: int, layers: Sequence[int], worker: str = "thread"
+    ) -> None:
         """Let `prefetch_live` start this encoder's forward pass for incoming messages early.
 
         The NLU pipeline's spaCy component calls `prefetch_live(text)` before it parses, so the
-        transformer runs in a worker thread while spaCy parses (both release the GIL in their
-        numeric kernels), and `encode_one(text, num_threads, layers)` later collects the result
-        — the same function on the same text, so the same vectors.
+        transformer runs while spaCy parses, and `encode_one(text, num_threads, layers)` later
+        collects the result — the same function on the same text, so the same vectors.
+
+        `worker`: `"thread"` runs it in a worker thread of this process (the two models then
+        take turns holding the GIL); `"process"` in a child process
+        (`nlu_components.encoder_process`, one thread only), which starts in the background —
+        until it is ready, and if it ever fails, the worker thread is used.
         """
+        if worker not in PREFETCH_WORKERS:
+            raise ComponentConfigError(
+                f"prefetch worker must be one of {sorted(PREFETCH_WORKERS)}, got {worker!r}"
+            )
         layers = tuple(self.check_layers(layers))
         if self.single_path() is None:
             return  # the batched reference path: nothing cheap to overlap
         with self._pending_lock:
             self._prefetch = (num_threads, layers)
+            if worker == "process" and num_threads == 1 and self._process is None:
+                from nlu_components.encoder_process import EncoderProcess
+
+                self._process = EncoderProcess(
+                    self.path, self.max_length, self.batch_size, self.precision,
+                    self.single_path_name,
+                )  # fmt: skip
         _PREFETCHING.add(self)
 
     def _worker_missing(self) -> bool:
@@ -178,6 +197,10 @@ class SentenceEncoder:
         A child forked after the parent's worker started inherits the executor but not its
         thread, so work queued there would never run: the child drops it and starts afresh.
         """
+        if self._process is not None and self._process.owner_pid != os.getpid():
+            self._process.abandon()  # the child encoder process serves the parent
+            self._process = None
+            self._pending.clear()
         if self._executor is not None and self._executor_pid != os.getpid():
             self._pending.clear()
             self._executor = None
@@ -202,9 +225,30 @@ class SentenceEncoder:
             worker = self._worker()
             if key in self._pending:
                 return
-            self._pending[key] = worker.submit(self._encode_single, text, num_threads, layers)
+            self._pending[key] = self._submit(worker, text, num_threads, layers)
             while len(self._pending) > MAX_PENDING_PREFETCHES:  # never collected: forget
-                self._pending.popitem(last=False)
+                self._pending.popitem(last=False)[1].cancel()
+
+    def _submit(
+        self, worker: ThreadPoolExecutor, text: str, num_threads: int, layers: tuple[int, ...]
+    ) -> Any:
+        """Start one encoding: in the child process when it is ready, else in the thread."""
+        process = self._process
+        if process is not None and process.usable():
+            from nlu_components.encoder_process import EncoderProcessError
+
+            try:
+                return process.submit(text, layers)
+            except EncoderProcessError:
+                pass  # logged by the process handle; the thread takes over
+        return worker.submit(self._encode_single, text, num_threads, layers)
+
+    def close_process(self) -> None:
+        """Stop the child encoder process, if any (prefetching goes on in the thread)."""
+        with self._pending_lock:
+            if self._process is not None:
+                self._process.close()
+                self._process = None
 
     def _encode_single(self, text: str, num_threads: int | None, layers: Sequence[int]) -> Any:
         with self._lock, _threads(num_threads or self.num_threads):
@@ -333,13 +377,20 @@ class SentenceEncoder:
                     else self._pending.pop((text, tuple(layers)), None)
                 )
             if pending is not None:
-                return pending.result()  # type: ignore[no-any-return]
+                from nlu_components.encoder_process import EncoderProcessError
+
+                try:
+                    return pending.result()  # type: ignore[no-any-return]
+                except EncoderProcessError:
+                    pass  # logged by the process handle: encode it here instead
         return self._encode_single(text, num_threads, layers)  # type: ignore[no-any-return]
 
 
 _UNPICKED = object()
 #: Accepted values of `precision`.
 PRECISIONS = frozenset({"auto", "float32", "bfloat16"})
+#: Where `enable_prefetch` runs the early forward pass.
+PREFETCH_WORKERS = frozenset({"thread", "process"})
 
 
 def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:

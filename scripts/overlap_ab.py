@@ -1,9 +1,10 @@
-"""Developer tool: parse latency with the encoder/parser overlap on and off, alternately.
+"""Developer tool: parse latency with the encoder/parser overlap in a child process, in a
+worker thread and off, alternately.
 
 python scripts/overlap_ab.py models/<model>.tar.gz [N]
 
-Each message is parsed twice in one process, once per setting, the order alternating by round,
-so this VM's drifting speed hits both settings alike; the results must be identical.
+Each message is parsed once per setting in one process, the order rotating by round, so this
+VM's drifting speed hits every setting alike; the results must be identical.
 """
 
 import asyncio
@@ -27,12 +28,15 @@ n = int(sys.argv[2]) if len(sys.argv) > 2 else 300
 texts = [json.loads(line)["text"] for line in open("../shared/data/banking77/dev.jsonl")][:n]
 encoders = list(encoder_module._PREFETCHING)
 saved = [e._prefetch for e in encoders]
-print("prefetching encoders:", len(encoders))
+processes = [e._process for e in encoders]
+print("prefetching encoders:", len(encoders), "ready:", [p and p.wait_ready(60) for p in processes])
+MODES = ("process", "thread", "off")
 
 
 async def timed(text: str, mode: str) -> tuple[float, dict]:
-    for encoder, setting in zip(encoders, saved):
-        encoder._prefetch = setting if mode == "on" else None
+    for encoder, setting, process in zip(encoders, saved, processes):
+        encoder._prefetch = None if mode == "off" else setting
+        encoder._process = process if mode == "process" else None
     start = time.perf_counter()
     result = await agent.parse_message(text)
     return (time.perf_counter() - start) * 1000, result
@@ -41,20 +45,25 @@ async def timed(text: str, mode: str) -> tuple[float, dict]:
 async def main() -> None:
     for text in texts[:10]:
         await agent.parse_message(text)
-    ms: dict[str, list[float]] = {"on": [], "off": []}
+    ms: dict[str, list[float]] = {mode: [] for mode in MODES}
     same = 0
-    for round_number in range(2):
+    for round_number in range(3):
         for text in texts:
             results = {}
-            for mode in ("on", "off") if round_number % 2 == 0 else ("off", "on"):
+            for mode in MODES[round_number:] + MODES[:round_number]:
                 took, results[mode] = await timed(text, mode)
                 ms[mode].append(took)
-            on, off = results["on"], results["off"]
-            same += on["intent"] == off["intent"] and on["entities"] == off["entities"]
+            first = results["off"]
+            same += all(
+                r["intent"] == first["intent"]
+                and r["entities"] == first["entities"]
+                and r.get("explanation") == first.get("explanation")
+                for r in results.values()
+            )
     for mode, values in ms.items():
         p50, p95, mean = np.percentile(values, 50), np.percentile(values, 95), np.mean(values)
         print(f"{mode}: p50 {p50:.2f} p95 {p95:.2f} mean {mean:.2f} ms")
-    print(f"identical results {same} of {2 * len(texts)}")
+    print(f"identical results {same} of {3 * len(texts)}")
     print("uncollected prefetches", [len(e._pending) for e in encoders])
 
 

@@ -27,6 +27,8 @@ def test_defaults_are_valid() -> None:
         ({"max_length": 0}, "max_length"),
         ({"inference_threads": "1"}, "inference_threads"),
         ({"overlap_with_parser": "yes"}, "overlap_with_parser"),
+        ({"overlap_worker": "gpu"}, "overlap_worker"),
+        ({"overlap_worker": None}, "overlap_worker"),
     ],
 )
 def test_bad_values_name_the_key(changes: dict, key: str) -> None:

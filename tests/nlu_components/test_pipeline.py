@@ -81,7 +81,8 @@ def test_bad_input_gets_a_prediction_never_a_crash(fused_model: Path) -> None:
 
 @pytest.mark.slow
 def test_encoding_overlapped_with_the_parse_gives_the_same_result(fused_model: Path) -> None:
-    """The spaCy component starts the encoder early; switched off, every parse is the same."""
+    """The spaCy component starts the encoder early, in a child process (the default) or a
+    thread; switched off, every parse is the same."""
     from rasa.core.agent import Agent
 
     from nlu_components import encoder as encoder_module
@@ -89,24 +90,32 @@ def test_encoding_overlapped_with_the_parse_gives_the_same_result(fused_model: P
     agent = Agent.load(str(fused_model))
     prefetching = list(encoder_module._PREFETCHING)
     assert prefetching, "the featurizer enabled the overlap (its default)"
+    processes = [e._process for e in prefetching]
+    assert any(processes), "a loaded model encodes in a child process by default"
+    assert all(p.wait_ready(120) for p in processes if p is not None)
     texts = ["I lost my card", "my card still has not arrived", "   ", "🙂"]
 
     async def run() -> list[dict]:
         return [await agent.parse_message(text) for text in texts]
 
-    overlapped = asyncio.run(run())
+    in_process = asyncio.run(run())
     assert all(not e._pending for e in prefetching)  # every started encoding was collected
+    assert all(p.broken is None and p._next_id > 0 for p in processes if p is not None)
     settings = [e._prefetch for e in prefetching]
     try:
+        for e in prefetching:
+            e._process = None
+        in_thread = asyncio.run(run())
         for e in prefetching:
             e._prefetch = None
         alone = asyncio.run(run())
     finally:
-        for e, setting in zip(prefetching, settings):
-            e._prefetch = setting
-    for a, b in zip(overlapped, alone):
-        assert a["intent"] == b["intent"] and a["entities"] == b["entities"]
-        assert a["explanation"] == b["explanation"]
+        for e, setting, process in zip(prefetching, settings, processes):
+            e._prefetch, e._process = setting, process
+    for a, b, c in zip(in_process, in_thread, alone):
+        assert a["intent"] == b["intent"] == c["intent"]
+        assert a["entities"] == b["entities"] == c["entities"]
+        assert a["explanation"] == b["explanation"] == c["explanation"]
 
 
 def test_missing_model_directory_names_the_fix(tmp_path: Path) -> None:
