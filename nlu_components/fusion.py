@@ -363,6 +363,26 @@ class FusionClassifierModel:
         alpha = torch.sigmoid(_gate_inputs(m, t) @ u + b).unsqueeze(-1)
         return 2 * ((1 - alpha) * m + alpha * t), alpha.squeeze(-1)
 
+    def _fused(self, lm: np.ndarray, lt: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`_combine` in numpy with the learned gate, for prediction: for one message its
+        dozen small array operations cost a tenth of torch's per-call overhead."""
+        if not self.fused:
+            return (lm if self.use_encoder else lt), None
+        pm, pt = _softmax(lm), _softmax(lt)
+        z = np.stack(
+            [
+                pm.max(-1),
+                pt.max(-1),
+                -(pm * np.log(np.clip(pm, 1e-9, None))).sum(-1),
+                -(pt * np.log(np.clip(pt, 1e-9, None))).sum(-1),
+                (pm.argmax(-1) == pt.argmax(-1)).astype(np.float32),
+            ],
+            -1,
+        )
+        gate = z @ self.weights["gate_weight"] + self.weights["gate_bias"]
+        alpha = (1.0 / (1.0 + np.exp(-gate))).astype(np.float32)
+        return 2 * ((1 - alpha[:, None]) * lm + alpha[:, None] * lt), alpha
+
     def _fit_gate(self, lm: np.ndarray, lt: np.ndarray, y: np.ndarray) -> None:
         if not self.fused or len(y) == 0:
             return
@@ -558,8 +578,8 @@ class FusionClassifierModel:
         sparse = self._sparse(examples) if self.use_syntax else None
         with one_blas_thread():  # waking a second BLAS thread costs ~1 ms per message
             lm, lt = self._view_logits(examples, sparse)
-        logits, alpha = self._combine(lm, lt)
-        probs = torch.softmax(logits / self.temperature, -1).numpy()
+        logits, alpha = self._fused(lm, lt)
+        probs = _softmax(logits / self.temperature)
         similarity = self._similarity(examples)
         typicality = (
             self._typicality(probs.max(-1), similarity)
@@ -572,8 +592,12 @@ class FusionClassifierModel:
             gate = None if alpha is None else float(alpha[row])
             contributions: list[tuple[str, float]] = []
             if sparse is not None:
+                cells = slice(sparse.indptr[row], sparse.indptr[row + 1])
                 contributions = self._contributions(
-                    sparse.getrow(row), int(probs[row].argmax()), 1.0 if gate is None else 2 * gate
+                    sparse.indices[cells],
+                    sparse.data[cells],
+                    int(probs[row].argmax()),
+                    1.0 if gate is None else 2 * gate,
                 )
             results.append(
                 Prediction(
@@ -587,21 +611,35 @@ class FusionClassifierModel:
         return results
 
     def _contributions(
-        self, row: sp.csr_matrix, label: int, scale: float
+        self, columns: np.ndarray, values: np.ndarray, label: int, scale: float
     ) -> list[tuple[str, float]]:
-        weights = self.weights["symbolic_weight"]
-        columns = row.indices
-        if not len(columns):
+        """(name, effect on the label's logit relative to the mean intent), strongest first,
+        for the message's explained symbolic features (`columns` with tf-idf `values`)."""
+        explained, row_means = self._explained_columns()
+        keep = explained[columns]
+        if not keep.any():
             return []
-        centred = weights[columns, label] - weights[columns].mean(axis=1)
-        effects = scale * row.data * centred / self.temperature
-        out = [
-            (self.vocabulary.name(int(c)), float(e))
-            for c, e in zip(columns, effects)
-            if self.vocabulary.name(int(c)).startswith(EXPLAINED_GROUPS)
-        ]
-        out.sort(key=lambda item: -abs(item[1]))
-        return out
+        columns, values = columns[keep], values[keep]
+        centred = self.weights["symbolic_weight"][columns, label] - row_means[columns]
+        effects = scale * values * centred / self.temperature
+        order = np.argsort(-np.abs(effects), kind="stable")
+        return [(self.vocabulary.name(int(columns[i])), float(effects[i])) for i in order]
+
+    def _explained_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which symbolic columns explanations name, and each column's mean weight; cached."""
+        weights = self.weights["symbolic_weight"]
+        cached = getattr(self, "_explained_cache", None)
+        if cached is None or cached[0] is not weights:
+            explained = np.array(
+                [
+                    self.vocabulary.name(c).startswith(EXPLAINED_GROUPS)
+                    for c in range(self.vocabulary.size)
+                ],
+                dtype=bool,
+            )
+            cached = (weights, explained, weights.mean(axis=1) if weights.size else weights[:, 0])
+            self._explained_cache = cached
+        return cached[1], cached[2]
 
     # ---------------------------------------------------------------- persistence
     def save(self, directory: Path) -> None:
@@ -668,6 +706,8 @@ class FusionClassifierModel:
             model.validation_accuracy = meta["validation_accuracy"]
             model.train_iterations = int(meta.get("train_iterations", 0))
             model.finetune_layers = int(meta.get("finetune_layers", 0))
+            model._reference_tensors()  # build the search's first stage now, not on a message
+            model._explained_columns()
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
             raise ModelLoadError(
                 f"fused classifier files in {directory} are missing, corrupt or from another "
@@ -679,6 +719,11 @@ class FusionClassifierModel:
 def _message_terms(config: FusionConfig, examples: Sequence[Example]) -> list[dict[str, list[str]]]:
     span = (config.char_ngram_min, config.char_ngram_max)
     return [symbolic_terms(e.cues, e.words, span) for e in examples]
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
 
 
 def _gate_inputs(m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

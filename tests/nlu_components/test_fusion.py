@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig
@@ -282,3 +283,22 @@ def test_two_stage_novelty_equals_the_float32_nearest_neighbour(
     single = np.array([model._similarity([q])[0] for q in queries])
     np.testing.assert_allclose(batch, expected, atol=1e-6)
     np.testing.assert_allclose(single, expected, atol=1e-6)
+
+
+def test_numpy_fusion_for_prediction_equals_the_torch_fusion_training_uses(
+    trained: FusionClassifierModel,
+) -> None:
+    examples, _ = make_examples(6, seed=12)
+    lm, lt = trained._view_logits(examples)
+    fused, alpha = trained._fused(lm, lt)
+    expected, expected_alpha = trained._combine(lm, lt)
+    assert alpha is not None and expected_alpha is not None
+    np.testing.assert_allclose(fused, expected.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(alpha, expected_alpha.numpy(), rtol=1e-5, atol=1e-6)
+    probabilities = np.stack([p.probabilities for p in trained.predict(examples)])
+    np.testing.assert_allclose(
+        probabilities,
+        torch.softmax(expected / trained.temperature, -1).numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
