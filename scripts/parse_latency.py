@@ -21,6 +21,8 @@ apply_process_env()
 from rasa.core.agent import Agent  # noqa: E402
 from rasa.utils.log_utils import configure_structlog  # noqa: E402
 
+from nlu_components.encoder import wait_for_encoder_processes  # noqa: E402
+
 configure_structlog(None)  # LOG_LEVEL, default INFO: without it every parse prints at debug
 
 nodes = "--nodes" in sys.argv
@@ -48,6 +50,7 @@ texts = [
     for line in open(sys.argv[3] if len(sys.argv) > 3 else "../shared/data/banking77/dev.jsonl")
 ][:n]
 agent = Agent.load(model)
+wait_for_encoder_processes()  # the parse-time encoder process loads in the background
 
 
 async def main():

@@ -555,8 +555,10 @@ def run_benchmark(options: BenchOptions) -> dict[str, dict[str, Any]]:
                 "train_seconds": raw["train_seconds"],
                 "train_cpu_seconds": raw["train_cpu_seconds"],
                 "load_seconds": raw["load_seconds"],
-                "peak_rss_mb": raw["peak_rss_mb"],
+                # the worker's own peak plus its encoder child process's (parse-time overlap)
+                "peak_rss_mb": raw["peak_rss_mb"] + raw.get("peak_rss_encoder_process_mb", 0.0),
                 "peak_rss_train_mb": raw["peak_rss_train_mb"],
+                "peak_rss_encoder_process_mb": raw.get("peak_rss_encoder_process_mb", 0.0),
                 "rasa_version": raw["rasa_version"],
             }
             details[spec.name] = {**detail, "effective_config": raw["effective_config"]}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import resource
 import shutil
@@ -28,6 +29,8 @@ import yaml
 from bot.bench.data import Example, read_examples
 from bot.bench.errors import PipelineRunError
 from bot.env import apply_process_env
+
+logger = logging.getLogger(__name__)
 
 #: How many entries of each message's intent ranking are kept.
 RANKING_KEPT = 20
@@ -54,6 +57,34 @@ class _Progress:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def wait_for_encoder_processes() -> None:
+    from nlu_components.encoder import wait_for_encoder_processes as wait
+
+    if not wait():
+        logger.warning("an encoder process did not start: parsing overlaps in a thread")
+
+
+def _encoder_processes_peak_rss_mb() -> float:
+    """Peak resident memory of the encoder child processes the loaded model started (the
+    parse-time overlap, `nlu_components.encoder_process`), read from /proc while they run."""
+    from nlu_components import encoder as encoder_module
+
+    total = 0.0
+    for encoder in list(encoder_module._PREFETCHING):
+        process = getattr(encoder, "_process", None)
+        pid = None if process is None else process.pid
+        if pid is None:
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024.0
+    return total
 
 
 def _cpu_seconds() -> float:
@@ -246,10 +277,13 @@ def run(spec: dict[str, Any], progress: _Progress) -> dict[str, Any]:
     progress.emit(event="phase", phase="loading model")
     started = time.perf_counter()
     agent = Agent.load(model_path)
+    # the parse-time encoder process starts in the background: time the steady state
+    wait_for_encoder_processes()
     load_seconds = time.perf_counter() - started
 
     progress.emit(event="phase", phase="parsing")
     predictions = asyncio.run(_parse_all(agent, test_texts, progress))
+    encoder_process_mb = _encoder_processes_peak_rss_mb()
     return {
         "pipeline": spec["pipeline"],
         "rasa_version": rasa.__version__,
@@ -260,6 +294,7 @@ def run(spec: dict[str, Any], progress: _Progress) -> dict[str, Any]:
         "train_cpu_seconds": train_cpu_seconds,
         "load_seconds": load_seconds,
         "peak_rss_train_mb": peak_rss_train_mb,
+        "peak_rss_encoder_process_mb": encoder_process_mb,
         "predictions": predictions,
     }
 

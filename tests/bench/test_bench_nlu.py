@@ -366,6 +366,9 @@ def test_smoke_benchmark_trains_parses_reports_and_caches(
         assert r["train_sha256"] and r["test_sha256"] and r["cached"] is False
     assert report["rasa-default"]["epochs_shortened"] is True
     assert report["rasa-default"]["label"].startswith("rasa-default (DIETClassifier 1 of 100")
+    # ours parses with the encoder in a child process, whose memory is counted
+    assert report["fused"]["peak_rss_encoder_process_mb"] > 100
+    assert report["rasa-crf"]["peak_rss_encoder_process_mb"] == 0
     # the annotations reached the pipeline: CRF learns these three regular slots
     assert report["rasa-crf"]["entity_f1"] >= 0.5
     assert report["rasa-crf"]["intent_accuracy"] >= 0.5
