@@ -170,8 +170,8 @@ class SentenceEncoder:
 
         `worker`: `"thread"` runs it in a worker thread of this process (the two models then
         take turns holding the GIL); `"process"` in a child process
-        (`nlu_components.encoder_process`, one thread only), which starts in the background —
-        until it is ready, and if it ever fails, the worker thread is used.
+        (`nlu_components.encoder_process`; one thread, POSIX systems) that starts in the
+        background — until it is ready, and if it ever fails, the worker thread is used.
         """
         if worker not in PREFETCH_WORKERS:
             raise ComponentConfigError(
@@ -182,7 +182,13 @@ class SentenceEncoder:
             return  # the batched reference path: nothing cheap to overlap
         with self._pending_lock:
             self._prefetch = (num_threads, layers)
-            if worker == "process" and num_threads == 1 and self._process is None:
+            # the child's pipes are POSIX file descriptors: elsewhere the thread overlaps
+            if (
+                worker == "process"
+                and num_threads == 1
+                and self._process is None
+                and os.name == "posix"
+            ):
                 from nlu_components.encoder_process import EncoderProcess
 
                 self._process = EncoderProcess(

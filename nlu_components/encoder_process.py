@@ -103,7 +103,7 @@ class EncoderProcess:
                 env=env,
                 close_fds=True,
             )
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: a platform without pass_fds
             self._process = None
             self.broken = f"could not start ({e})"
         finally:
