@@ -433,14 +433,18 @@ MAX_PENDING_PREFETCHES = 32
 _PREFETCHING: weakref.WeakSet[SentenceEncoder] = weakref.WeakSet()
 
 
+def encoder_processes() -> list[Any]:
+    """The child encoder processes (`EncoderProcess`) of this process's prefetching encoders."""
+    return [e._process for e in list(_PREFETCHING) if e._process is not None]
+
+
 def wait_for_encoder_processes(timeout: float = 120.0) -> bool:
     """Block until every prefetching encoder's child process has loaded (or failed).
 
     The child starts in the background when a model loads; until it is ready the worker thread
     overlaps instead. Benchmarks call this so they time the steady state. True if all are ready.
     """
-    processes = [e._process for e in list(_PREFETCHING) if e._process is not None]
-    return all(p.wait_ready(timeout) for p in processes)
+    return all(p.wait_ready(timeout) for p in encoder_processes())
 
 
 def prefetch_live(text: str) -> None:

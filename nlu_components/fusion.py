@@ -637,7 +637,7 @@ class FusionClassifierModel:
                 ],
                 dtype=bool,
             )
-            cached = (weights, explained, weights.mean(axis=1) if weights.size else weights[:, 0])
+            cached = (weights, explained, weights.mean(axis=1))
             self._explained_cache = cached
         return cached[1], cached[2]
 

@@ -69,12 +69,11 @@ def wait_for_encoder_processes() -> None:
 def _encoder_processes_peak_rss_mb() -> float:
     """Peak resident memory of the encoder child processes the loaded model started (the
     parse-time overlap, `nlu_components.encoder_process`), read from /proc while they run."""
-    from nlu_components import encoder as encoder_module
+    from nlu_components.encoder import encoder_processes
 
     total = 0.0
-    for encoder in list(encoder_module._PREFETCHING):
-        process = getattr(encoder, "_process", None)
-        pid = None if process is None else process.pid
+    for process in encoder_processes():
+        pid = process.pid
         if pid is None:
             continue
         try:
