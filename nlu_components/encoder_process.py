@@ -35,7 +35,9 @@ import subprocess
 import sys
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -57,20 +59,32 @@ class EncoderProcessError(RuntimeError):
 
 
 class EncoderProcess:
-    """Handle of one child encoder process (start-up is asynchronous; see `ready`)."""
+    """Handle of one child encoder process (start-up is asynchronous; see `usable`).
+
+    Once the child is ready, a reader thread receives its results as they arrive, runs
+    `on_result` on each (in that thread, while the caller's thread goes on parsing) and
+    completes the request's future; results nobody waits for any more are dropped, so the
+    pipe never fills up.
+    """
 
     def __init__(
-        self, model_path: Path, max_length: int, batch_size: int, precision: str, path_name: str
+        self,
+        model_path: Path,
+        max_length: int,
+        batch_size: int,
+        precision: str,
+        path_name: str,
+        on_result: Callable[[TokenEncoding], None] | None = None,
     ) -> None:
         self.expected_path = path_name
         self.owner_pid = os.getpid()
         self.broken: str | None = None
+        self.on_result = on_result
         self._ready = False
         self._lock = threading.RLock()
         self._next_id = 0
-        #: ids whose results someone still wants, and results read ahead of their turn
-        self._wanted: set[int] = set()
-        self._arrived: dict[int, TokenEncoding | str] = {}
+        #: requests whose results someone still wants
+        self._futures: dict[int, Future[TokenEncoding]] = {}
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         package_root = str(Path(__file__).resolve().parent.parent)
@@ -126,6 +140,8 @@ class EncoderProcess:
         if self._ready:
             return True
         with self._lock:
+            if self._ready or self.broken is not None:
+                return self._ready
             try:
                 if not self._results.poll(0):
                     if self._process is not None and self._process.poll() is not None:
@@ -143,6 +159,9 @@ class EncoderProcess:
                 )
             else:
                 self._ready = True
+                threading.Thread(
+                    target=self._read_results, name="encoder-process-reader", daemon=True
+                ).start()
                 logger.info("encoder process %s is ready (%s path)", self.pid, self.expected_path)
         return self._ready
 
@@ -161,9 +180,10 @@ class EncoderProcess:
         with self._lock:
             if not self.usable():
                 raise EncoderProcessError(self.broken or "the encoder process is not ready")
-            self._drain()  # keep the result pipe flowing so the child never blocks on it
             request_id = self._next_id
             self._next_id += 1
+            future: Future[TokenEncoding] = Future()
+            self._futures[request_id] = future
             try:
                 self._requests.send_bytes(
                     json.dumps({"id": request_id, "text": text, "layers": list(layers)}).encode()
@@ -171,40 +191,25 @@ class EncoderProcess:
             except OSError as e:
                 self._fail(f"request failed ({e})")
                 raise EncoderProcessError(str(self.broken)) from e
-            self._wanted.add(request_id)
-            return _Pending(self, request_id)
+            return _Pending(self, request_id, future)
 
     def forget(self, request_id: int) -> None:
         """The caller no longer wants this result (it is dropped when it arrives)."""
         with self._lock:
-            self._wanted.discard(request_id)
-            self._arrived.pop(request_id, None)
-
-    def result(self, request_id: int, timeout: float = RESULT_TIMEOUT) -> TokenEncoding:
-        with self._lock:
-            try:
-                while request_id not in self._arrived:
-                    if self.broken is not None:
-                        raise EncoderProcessError(self.broken)
-                    if not self._results.poll(timeout):
-                        self._fail(f"no result within {timeout:.0f} s")
-                        raise EncoderProcessError(str(self.broken))
-                    self._read_one()
-                outcome = self._arrived.pop(request_id)
-            finally:
-                self._wanted.discard(request_id)
-        if isinstance(outcome, str):
-            raise EncoderProcessError(outcome)
-        return outcome
+            self._futures.pop(request_id, None)
 
     def close(self) -> None:
-        """Stop the child (also done when this handle is collected or the process exits)."""
+        """Stop the child (also done when the owning process exits)."""
+        with self._lock:
+            self.broken = self.broken or "closed"
+        self._fail_pending("the encoder process was closed")
         self._finalizer()
 
     def abandon(self) -> None:
         """In a process forked from the owner: let go of the pipes, leave the child running."""
         self._finalizer.detach()
         self.broken = "belongs to the parent process"
+        self._futures.clear()
         for connection in (self._requests, self._results):
             try:
                 connection.close()
@@ -212,49 +217,73 @@ class EncoderProcess:
                 pass
 
     # ------------------------------------------------------------------ internals
-    def _drain(self) -> None:
-        try:
-            while self.broken is None and self._results.poll(0):
-                self._read_one()
-        except EncoderProcessError:
-            pass
-
-    def _read_one(self) -> None:
-        try:
-            header = json.loads(self._results.recv_bytes())
-            payload = b"" if "error" in header else self._results.recv_bytes()
-        except (OSError, EOFError, ValueError) as e:
-            code = None if self._process is None else self._process.poll()
-            self._fail(f"lost ({'exit code ' + str(code) if code is not None else e})")
-            raise EncoderProcessError(str(self.broken)) from e
-        request_id = int(header["id"])
-        if request_id not in self._wanted:
-            return  # nobody collects it any more
-        if "error" in header:
-            self._arrived[request_id] = f"encoder process: {header['error']}"
-        else:
-            self._arrived[request_id] = _decode(header, payload)
+    def _read_results(self) -> None:
+        """The reader thread: complete each request's future as its result arrives."""
+        while True:
+            try:
+                header = json.loads(self._results.recv_bytes())
+                payload = b"" if "error" in header else self._results.recv_bytes()
+            except (OSError, EOFError, ValueError) as e:
+                # after close() or at exit (the finalizer has run) the end is expected
+                if self.broken is None and self._finalizer.alive:
+                    code = None if self._process is None else self._process.poll()
+                    cause = f"exit code {code}" if code is not None else type(e).__name__
+                    self._fail(f"lost ({cause})")
+                return
+            with self._lock:
+                future = self._futures.pop(int(header.get("id", -1)), None)
+            if future is None:
+                continue  # nobody collects it any more
+            if "error" in header:
+                future.set_exception(EncoderProcessError(f"encoder process: {header['error']}"))
+                continue
+            try:
+                encoding = _decode(header, payload)
+            except (ValueError, KeyError, TypeError) as e:
+                future.set_exception(EncoderProcessError(f"malformed result ({e})"))
+                continue
+            if self.on_result is not None:
+                try:
+                    self.on_result(encoding)
+                except Exception:  # noqa: BLE001 - a hook must never cost the message
+                    logger.exception("a live-encoding hook failed")
+            future.set_result(encoding)
 
     def _fail(self, reason: str) -> None:
-        if self.broken is None:
+        with self._lock:
+            if self.broken is not None:
+                return
             self.broken = reason
-            logger.warning(
-                "encoder process %s %s: live messages are encoded in this process instead",
-                self.pid,
-                reason,
-            )
-            self._finalizer()
+        logger.warning(
+            "encoder process %s %s: live messages are encoded in this process instead",
+            self.pid,
+            reason,
+        )
+        self._fail_pending(reason)
+        self._finalizer()
+
+    def _fail_pending(self, reason: str) -> None:
+        with self._lock:
+            futures, self._futures = list(self._futures.values()), {}
+        for future in futures:
+            if not future.done():
+                future.set_exception(EncoderProcessError(reason))
 
 
 class _Pending:
-    """`Future`-like handle of one request (only `result` is needed by the encoder)."""
+    """`Future`-like handle of one request (what the encoder's prefetch map holds)."""
 
-    def __init__(self, owner: EncoderProcess, request_id: int) -> None:
+    def __init__(self, owner: EncoderProcess, request_id: int, future: Future[TokenEncoding]):
         self._owner = owner
         self._id = request_id
+        self._future = future
 
-    def result(self) -> TokenEncoding:
-        return self._owner.result(self._id)
+    def result(self, timeout: float = RESULT_TIMEOUT) -> TokenEncoding:
+        try:
+            return self._future.result(timeout)
+        except FutureTimeout as e:
+            self._owner._fail(f"no result within {timeout:.0f} s")
+            raise EncoderProcessError(str(self._owner.broken)) from e
 
     def cancel(self) -> bool:
         self._owner.forget(self._id)

@@ -24,7 +24,7 @@ from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, PREDICTED_CONFIDE
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from nlu_components.encoder import SentenceEncoder, load_encoder
+from nlu_components.encoder import SentenceEncoder, TokenEncoding, add_live_hook, load_encoder
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.finetune import FineTuneConfig, finetune
 from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig
@@ -284,7 +284,17 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
                 raise ModelLoadError("FusedIntentClassifier: fine-tuned layers missing; retrain")
             base = load_encoder(config["model_path"], max_length=config["max_length"])
             encoder = base.with_state(model.encoder_state)
-        return cls(config, model_storage, resource, model, encoder)
+        component = cls(config, model_storage, resource, model, encoder)
+        if encoder is None and model.use_encoder:
+            # the featurizer's vectors are ours: start the novelty search while spaCy parses
+            add_live_hook(component._on_live_encoding)
+        return component
+
+    def _on_live_encoding(self, encoding: TokenEncoding) -> None:
+        """Live hook: the nearest-training-message similarity of a message being parsed."""
+        if self.model is not None:
+            vector = encoding.sentence if encoding.layers is None else encoding.layers
+            self.model.remember_similarity(vector)
 
     # ------------------------------------------------------------------ prediction
     def process(self, messages: list[Message]) -> list[Message]:

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +60,8 @@ EXPLAINED_GROUPS = ("syntax:", "word:")
 BF16_MIN_REFERENCE = 1 << 20
 #: Rows per message recomputed in float32 after the bfloat16 stage.
 RESCORE_NEAREST = 8
+#: Similarities computed ahead by the live hook and not yet taken that are kept.
+PRECOMPUTED_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,9 @@ class FusionClassifierModel:
         )
         self.validation_accuracy: float | None = None
         self.train_iterations = 0
+        #: nearest-message similarities computed ahead (`remember_similarity`), by vector bytes
+        self._precomputed: OrderedDict[bytes, float] = OrderedDict()
+        self._precomputed_lock = threading.Lock()
         #: Fine-tuned encoder layers (fine-tuning mode) and how many top layers they are.
         self.encoder_state: dict[str, torch.Tensor] | None = None
         self.finetune_layers = 0
@@ -483,7 +490,33 @@ class FusionClassifierModel:
             return None
         return float(np.quantile(confident, self.config.oos_in_scope_rejection))
 
+    def remember_similarity(self, sentence: np.ndarray) -> None:
+        """Compute one message's `_similarity` ahead of `predict` (a live hook: it runs in
+        another thread while the message is still being parsed; `predict` then takes it).
+
+        Kept by the vector's bytes, so only the very same vector gets it back; the last
+        `PRECOMPUTED_KEPT` are kept.
+        """
+        vector = np.asarray(sentence, np.float32).reshape(-1)
+        if not self.use_encoder or not len(self.reference) or vector.shape[0] != self.enc_dim:
+            return
+        value = float(self._nearest([Example(vector)])[0])
+        with self._precomputed_lock:
+            self._precomputed[vector.tobytes()] = value
+            while len(self._precomputed) > PRECOMPUTED_KEPT:
+                self._precomputed.popitem(last=False)
+
     def _similarity(self, examples: Sequence[Example]) -> np.ndarray:
+        """`_nearest`, or for one message the value `remember_similarity` computed for it."""
+        if len(examples) == 1 and self._precomputed:
+            key = np.asarray(examples[0].sentence, np.float32).reshape(-1).tobytes()
+            with self._precomputed_lock:
+                value = self._precomputed.pop(key, None)
+            if value is not None:
+                return np.array([value], dtype=np.float32)
+        return self._nearest(examples)
+
+    def _nearest(self, examples: Sequence[Example]) -> np.ndarray:
         """Cosine similarity of each message to its nearest in-scope training message.
 
         Large references on CPUs with native bfloat16 take two stages: a bfloat16 product over

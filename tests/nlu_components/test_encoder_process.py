@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def test_uncollected_requests_never_block_the_pipes(encoder: SentenceEncoder) ->
     last = f"{encoder_module.MAX_PENDING_PREFETCHES * 4 - 1} {long_text}"
     _assert_same(encoder.encode_one(last, 1, LAYERS), encoder._encode_single(last, 1, LAYERS))
     assert process.broken is None
-    assert len(process._arrived) <= encoder_module.MAX_PENDING_PREFETCHES
+    assert len(process._futures) <= encoder_module.MAX_PENDING_PREFETCHES  # forgotten ones go
 
 
 def test_closing_stops_the_child(encoder: SentenceEncoder) -> None:
@@ -168,3 +169,54 @@ def test_more_than_one_thread_keeps_the_thread_worker(encoder: SentenceEncoder) 
     """The child encodes with one thread; other settings would not give the same bits."""
     encoder.enable_prefetch(2, LAYERS, worker="process")
     assert encoder._process is None
+
+
+class _Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.seen: list[tuple[str, TokenEncoding]] = []
+        self.fail = fail
+
+    def hook(self, encoding: TokenEncoding) -> None:
+        import threading
+
+        self.seen.append((threading.current_thread().name, encoding))
+        if self.fail:
+            raise RuntimeError("a broken hook")
+
+
+@pytest.mark.parametrize("worker", ["process", "thread"])
+def test_live_hooks_see_each_prefetched_encoding_before_it_is_collected(
+    encoder: SentenceEncoder, worker: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if worker == "process":
+        _started(encoder)
+    else:
+        encoder.enable_prefetch(1, LAYERS, worker="thread")
+    recorder, broken = _Recorder(), _Recorder(fail=True)
+    encoder_module.add_live_hook(broken.hook)
+    encoder_module.add_live_hook(recorder.hook)
+    encoder_module.add_live_hook(recorder.hook)  # registered once
+    try:
+        with caplog.at_level(logging.ERROR):
+            encoder.prefetch("block my card")
+            got = encoder.encode_one("block my card", 1, LAYERS)
+        # the hook ran in the producing thread, on the very encoding the caller then got
+        assert len(recorder.seen) == 1 and recorder.seen[0][1] is got
+        thread = "encoder-process-reader" if worker == "process" else "encoder-prefetch"
+        assert recorder.seen[0][0].startswith(thread)
+        assert "a live-encoding hook failed" in caplog.text  # logged; the encoding still came
+        _assert_same(got, encoder._encode_single("block my card", 1, LAYERS))
+        encoder.encode_one("not prefetched", 1, LAYERS)
+        assert len(recorder.seen) == 1  # only prefetched encodings are handed to hooks
+    finally:
+        broken.fail = False
+    # held weakly: a hook goes with its owner
+    import gc
+
+    owner = weakref.ref(recorder)
+    del recorder
+    gc.collect()
+    assert owner() is None
+    encoder.prefetch("lost card")
+    encoder.encode_one("lost card", 1, LAYERS)
+    assert len(broken.seen) == 2  # the remaining hook still runs

@@ -302,3 +302,38 @@ def test_numpy_fusion_for_prediction_equals_the_torch_fusion_training_uses(
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_a_similarity_remembered_ahead_is_what_predict_would_compute(
+    trained: FusionClassifierModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live hook computes a message's novelty while it is parsed; predict then takes it."""
+    import nlu_components.fusion as fusion
+
+    examples, _ = make_examples(3, seed=13)
+    computed = [trained.predict([e], explain=False)[0].similarity for e in examples]
+    for e in examples:
+        trained.remember_similarity(e.sentence)
+    assert len(trained._precomputed) == len(examples)
+    calls: list[int] = []
+    nearest = FusionClassifierModel._nearest
+    monkeypatch.setattr(
+        FusionClassifierModel,
+        "_nearest",
+        lambda self, ex: calls.append(len(ex)) or nearest(self, ex),
+    )
+    taken = [trained.predict([e], explain=False)[0].similarity for e in examples]
+    assert taken == computed and calls == []  # the very same values, none recomputed
+    assert not trained._precomputed  # each taken once
+    trained.predict([examples[0]], explain=False)
+    assert calls == [1]  # nothing left for it: computed as usual
+    # another vector (a fine-tuned encoder's, another model's) never gets a stored value
+    trained.remember_similarity(examples[0].sentence + 0.5)
+    trained.predict([examples[0]], explain=False)
+    assert calls == [1, 1, 1]
+    trained.remember_similarity(np.ones(DIM + 1, np.float32))  # wrong width: ignored
+    monkeypatch.setattr(fusion, "PRECOMPUTED_KEPT", 2)
+    for e in examples:
+        trained.remember_similarity(e.sentence)
+    assert len(trained._precomputed) == 2
+    trained._precomputed.clear()

@@ -98,7 +98,25 @@ def test_encoding_overlapped_with_the_parse_gives_the_same_result(fused_model: P
     async def run() -> list[dict]:
         return [await agent.parse_message(text) for text in texts]
 
-    in_process = asyncio.run(run())
+    import threading
+
+    from nlu_components.fusion import FusionClassifierModel
+
+    threads: list[str] = []
+    nearest = FusionClassifierModel._nearest
+
+    def recorded(self: FusionClassifierModel, examples: list) -> object:
+        threads.append(threading.current_thread().name)
+        return nearest(self, examples)
+
+    FusionClassifierModel._nearest = recorded  # type: ignore[method-assign]
+    try:
+        in_process = asyncio.run(run())
+    finally:
+        FusionClassifierModel._nearest = nearest  # type: ignore[method-assign]
+    # the classifier's novelty search ran in the encoder process's reader thread, while the
+    # message was parsed, for each message with words (not for the blank one)
+    assert threads and set(threads) == {"encoder-process-reader"}
     assert all(not e._pending for e in prefetching)  # every started encoding was collected
     assert all(p.broken is None and p._next_id > 0 for p in processes if p is not None)
     settings = [e._prefetch for e in prefetching]
