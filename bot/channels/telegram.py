@@ -225,6 +225,19 @@ class TelegramOutput(OutputChannel):
 
     def __init__(self, handle: TelegramBotHandle) -> None:
         self.handle = handle
+        #: the "typing…" call in flight: a message waits for it, so that Telegram never
+        #: receives the indicator after the answer (it would show "typing…" for 5 s more)
+        self._typing: asyncio.Future[Any] | None = None
+        #: how many messages this output has delivered (the typing refresher skips a beat
+        #: after each: Telegram clears the indicator when a message arrives)
+        self.delivered = 0
+
+    async def _deliver(self, method: str, **kwargs: Any) -> Any:
+        typing = self._typing
+        if typing is not None and not typing.done():
+            await asyncio.wait([typing])
+        self.delivered += 1
+        return await self.handle.call(method, **kwargs)
 
     async def _send_chunks(
         self, recipient_id: str, text: str, reply_markup: InlineKeyboardMarkup | None = None
@@ -234,7 +247,7 @@ class TelegramOutput(OutputChannel):
         for index, chunk in enumerate(chunks):
             markup = reply_markup if index == len(chunks) - 1 else None
             sent.append(
-                await self.handle.call(
+                await self._deliver(
                     "send_message", chat_id=recipient_id, text=chunk, reply_markup=markup
                 )
             )
@@ -268,7 +281,7 @@ class TelegramOutput(OutputChannel):
     async def send_image_url(self, recipient_id: str, image: str, **kwargs: Any) -> None:
         """Send a photo by URL; when Telegram cannot fetch it, send the link instead."""
         try:
-            await self.handle.call("send_photo", chat_id=recipient_id, photo=image)
+            await self._deliver("send_photo", chat_id=recipient_id, photo=image)
         except BadRequest as e:
             logger.warning("Telegram could not send the image %s (%s); sending its link", image, e)
             await self.send_text_message(recipient_id, image, **kwargs)
@@ -285,8 +298,12 @@ class TelegramOutput(OutputChannel):
 
     async def send_typing(self, chat_id: int | str) -> None:
         """Show "typing…" in the chat (best effort: a failure only loses the indicator)."""
+        call = asyncio.ensure_future(
+            self.handle.call("send_chat_action", chat_id=chat_id, action=ChatAction.TYPING)
+        )
+        self._typing = call
         try:
-            await self.handle.call("send_chat_action", chat_id=chat_id, action=ChatAction.TYPING)
+            await call
         except BotApiError as e:
             logger.debug("sendChatAction failed: %s", redact(str(e)))
 
@@ -392,9 +409,12 @@ class TelegramInput(InputChannel):
 
     @staticmethod
     async def _keep_typing(output: TelegramOutput, chat_id: int) -> None:
+        delivered = output.delivered
         while True:
             await asyncio.sleep(TYPING_REFRESH_S)
-            await output.send_typing(chat_id)
+            if output.delivered == delivered:  # nothing sent since the last beat: still working
+                await output.send_typing(chat_id)
+            delivered = output.delivered
 
     async def receive(self, request: Request, on_new_message: OnNewMessage) -> HTTPResponse:
         """The webhook: authenticate, parse, act. Telegram re-sends on any non-2xx answer, so

@@ -393,6 +393,61 @@ def test_typing_is_refreshed_while_the_bot_works(
     assert stub.methods()[-1] == "sendMessage"  # no typing after the answer
 
 
+class _SlowTypingHandle:
+    """Stands in for the Bot API handle: "typing…" takes a while to be answered."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def call(self, method: str, **params: Any) -> None:
+        self.events.append(f"start {method}")
+        if method == "send_chat_action":
+            await asyncio.sleep(0.2)
+        self.events.append(f"end {method}")
+
+
+def test_an_answer_waits_for_a_typing_call_in_flight() -> None:
+    """Telegram must never receive "typing…" after the answer (it would show for 5 s more)."""
+    handle = _SlowTypingHandle()
+    output = TelegramOutput(handle)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        typing = asyncio.create_task(output.send_typing(CHAT))
+        await asyncio.sleep(0.05)  # the typing call is in flight ...
+        await output.send_text_message(str(CHAT), "done")  # ... when the answer is ready
+        await typing
+
+    asyncio.run(scenario())
+    assert handle.events == [
+        "start send_chat_action",
+        "end send_chat_action",
+        "start send_message",
+        "end send_message",
+    ]
+    assert output.delivered == 1
+
+
+def test_the_typing_refresher_skips_a_beat_after_each_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("bot.channels.telegram.TYPING_REFRESH_S", 0.05)
+    handle = _SlowTypingHandle()
+    output = TelegramOutput(handle)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        refresher = asyncio.create_task(TelegramInput._keep_typing(output, CHAT))
+        await asyncio.sleep(0.02)
+        await output.send_text_message(str(CHAT), "done")  # before the first beat
+        await asyncio.sleep(0.06)  # the first beat passes: a message went out, no typing
+        assert "start send_chat_action" not in handle.events
+        await asyncio.sleep(0.1)  # still working later: typing again
+        refresher.cancel()
+
+    asyncio.run(scenario())
+    assert handle.events[:2] == ["start send_message", "end send_message"]
+    assert "start send_chat_action" in handle.events
+
+
 def test_missing_secret_refuses_to_start() -> None:
     with pytest.raises(TelegramConfigError, match="TELEGRAM_SECRET"):
         TelegramInput.from_credentials(
