@@ -367,26 +367,16 @@ class FusionClassifierModel:
             torch.from_numpy(self.weights["gate_weight"]),
             torch.from_numpy(self.weights["gate_bias"]),
         )
-        alpha = torch.sigmoid(_gate_inputs(m, t) @ u + b).unsqueeze(-1)
+        alpha = torch.sigmoid(torch.from_numpy(_gate_inputs(lm, lt)) @ u + b).unsqueeze(-1)
         return 2 * ((1 - alpha) * m + alpha * t), alpha.squeeze(-1)
 
     def _fused(self, lm: np.ndarray, lt: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """`_combine` in numpy with the learned gate, for prediction: for one message its
-        dozen small array operations cost a tenth of torch's per-call overhead."""
+        dozen small array operations cost a tenth of torch's per-call overhead (`_combine`
+        stays in torch for the gate's fit, which differentiates it)."""
         if not self.fused:
             return (lm if self.use_encoder else lt), None
-        pm, pt = _softmax(lm), _softmax(lt)
-        z = np.stack(
-            [
-                pm.max(-1),
-                pt.max(-1),
-                -(pm * np.log(np.clip(pm, 1e-9, None))).sum(-1),
-                -(pt * np.log(np.clip(pt, 1e-9, None))).sum(-1),
-                (pm.argmax(-1) == pt.argmax(-1)).astype(np.float32),
-            ],
-            -1,
-        )
-        gate = z @ self.weights["gate_weight"] + self.weights["gate_bias"]
+        gate = _gate_inputs(lm, lt) @ self.weights["gate_weight"] + self.weights["gate_bias"]
         alpha = (1.0 / (1.0 + np.exp(-gate))).astype(np.float32)
         return 2 * ((1 - alpha[:, None]) * lm + alpha[:, None] * lt), alpha
 
@@ -759,13 +749,23 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return (e / e.sum(-1, keepdims=True)).astype(np.float32)
 
 
-def _gate_inputs(m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """z(x): each view's top probability and entropy, and whether the views agree."""
-    pm, pt = torch.softmax(m, -1), torch.softmax(t, -1)
-    hm = -(pm * pm.clamp_min(1e-9).log()).sum(-1)
-    ht = -(pt * pt.clamp_min(1e-9).log()).sum(-1)
-    agree = (pm.argmax(-1) == pt.argmax(-1)).to(m.dtype)
-    return torch.stack([pm.max(-1).values, pt.max(-1).values, hm, ht, agree], -1).detach()
+def _gate_inputs(lm: np.ndarray, lt: np.ndarray) -> np.ndarray:
+    """z(x): each view's top probability and entropy, and whether the views agree.
+
+    Constant inputs of the gate (only its weights are learned), so one numpy definition
+    serves prediction (`_fused`) and the gate's fit (`_combine`).
+    """
+    pm, pt = _softmax(lm), _softmax(lt)
+    return np.stack(
+        [
+            pm.max(-1),
+            pt.max(-1),
+            -(pm * np.log(np.clip(pm, 1e-9, None))).sum(-1),
+            -(pt * np.log(np.clip(pt, 1e-9, None))).sum(-1),
+            (pm.argmax(-1) == pt.argmax(-1)).astype(np.float32),
+        ],
+        -1,
+    ).astype(np.float32)
 
 
 class _SparseProduct:
