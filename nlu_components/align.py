@@ -15,15 +15,16 @@ def alignment_matrix(offsets: np.ndarray, spans: Sequence[tuple[int, int]]) -> n
     pieces, so every token has a vector.
     """
     n_pieces = len(offsets)
-    matrix = np.zeros((len(spans), n_pieces), dtype=np.float32)
-    if n_pieces == 0:
-        return matrix
+    if n_pieces == 0 or len(spans) == 0:
+        return np.zeros((len(spans), n_pieces), dtype=np.float32)
     starts, ends = offsets[:, 0], offsets[:, 1]
-    for row, (start, end) in enumerate(spans):
-        overlap = (starts < end) & (ends > start) & (ends > starts)
-        if not overlap.any():
-            overlap = np.ones(n_pieces, dtype=bool)
-        matrix[row, overlap] = 1.0 / overlap.sum()
+    bounds = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    overlap = (
+        (starts[None, :] < bounds[:, 1:2]) & (ends[None, :] > bounds[:, 0:1]) & (ends > starts)
+    )
+    overlap[~overlap.any(axis=1)] = True
+    matrix = overlap.astype(np.float32)
+    matrix /= matrix.sum(axis=1, keepdims=True)
     return matrix
 
 

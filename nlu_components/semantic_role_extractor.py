@@ -58,6 +58,7 @@ from nlu_components.roles import (
     map_frames,
     token_annotations,
 )
+from nlu_components.spacy_parser import ensure_entities
 
 logger = logging.getLogger(__name__)
 
@@ -299,6 +300,7 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
         docs = [
             self._doc(m) if m.get(TEXT) and str(m.get(TEXT)).strip() else None for m in messages
         ]
+        ensure_entities(docs)  # training docs are parsed without NER until needed here
         source = self._config["token_vectors"]
         if source == "none":
             return [TaggerInput(d) if d is not None else None for d in docs]

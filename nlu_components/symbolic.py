@@ -100,29 +100,47 @@ class SymbolicVocabulary:
         self._names = None
         return self
 
+    def _by_group(self) -> dict[str, dict[str, int]]:
+        """Term → column per group (terms without their `group:` prefix), cached."""
+        cached = getattr(self, "_lookup", None)
+        if cached is None or cached[0] is not self.terms:
+            by_group: dict[str, dict[str, int]] = {group: {} for group in GROUPS}
+            for term, column in self.terms.items():
+                group, _, text = term.partition(":")
+                by_group.setdefault(group, {})[text] = column
+            cached = (self.terms, by_group)
+            self._lookup = cached
+        return cached[1]
+
     def transform(self, documents: Sequence[Mapping[str, Sequence[str]]]) -> sp.csr_matrix:
         """tf-idf rows (sublinear tf, each group L2-normalised and weighted), float32 CSR."""
+        by_group = self._by_group()
+        active = [
+            (group, weight, by_group.get(group, {}))
+            for group in GROUPS
+            if (weight := self.group_weights.get(group, 0.0)) > 0
+        ]
+        idf = self.idf
+        log = math.log
         indptr = [0]
         indices: list[int] = []
         data: list[float] = []
         for doc in documents:
-            for group in GROUPS:
-                weight = self.group_weights.get(group, 0.0)
-                if weight <= 0:
-                    continue
-                counts = Counter(doc.get(group, ()))
+            for group, weight, lookup in active:
                 columns: list[int] = []
                 values: list[float] = []
-                for term, count in counts.items():
-                    column = self.terms.get(f"{group}:{term}")
+                for term, count in Counter(doc.get(group, ())).items():
+                    column = lookup.get(term)
                     if column is not None:
                         columns.append(column)
-                        values.append((1.0 + math.log(count)) * self.idf[column])
+                        values.append(
+                            idf[column] if count == 1 else (1.0 + log(count)) * idf[column]
+                        )
                 if not columns:
                     continue
-                norm = math.sqrt(sum(v * v for v in values))
+                scale = weight / math.sqrt(sum(v * v for v in values))
                 indices += columns
-                data += [weight * v / norm for v in values]
+                data += [v * scale for v in values]
             indptr.append(len(indices))
         return sp.csr_matrix(
             (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), indptr),

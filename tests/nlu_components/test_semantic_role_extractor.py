@@ -14,6 +14,7 @@ import pytest
 from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.engine.storage.local_model_storage import LocalModelStorage
 from rasa.engine.storage.resource import Resource
+from rasa.nlu.constants import SPACY_DOCS
 from rasa.nlu.tokenizers.spacy_tokenizer import SpacyTokenizer
 from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.formats.rasa_yaml import RasaYAMLReader
@@ -22,7 +23,7 @@ from rasa.shared.nlu.training_data.message import Message
 from nlu_components.encoder_featurizer import TransformerEncoderFeaturizer
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.semantic_role_extractor import SemanticRoleEntityExtractor
-from nlu_components.spacy_parser import ParsingSpacyNLP
+from nlu_components.spacy_parser import NER_PENDING, ParsingSpacyNLP, ensure_entities
 
 NLU_YAML = """
 version: "3.1"
@@ -276,3 +277,49 @@ def test_stacked_neural_tagger_trains_persists_and_loads(pipeline: Pipeline) -> 
     assert loaded.tagger is not None and loaded.tagger.neural is not None
     assert entities_of(loaded, pipeline, TEXTS) == first
     assert [entities_of(loaded, pipeline, [t])[0] for t in TEXTS] == first
+
+
+def _entities(doc: Any) -> list[tuple[int, int, str, str]]:
+    return [(t.i, t.idx, t.ent_iob_, t.ent_type_) for t in doc]
+
+
+def test_training_parse_defers_ner_until_the_slot_filler_needs_it(pipeline: Pipeline) -> None:
+    data = pipeline.nlp.process_training_data(
+        RasaYAMLReader().reads(NLU_YAML), pipeline.spacy_model
+    )
+    docs = [m.get(SPACY_DOCS[TEXT]) for m in data.training_examples]
+    assert docs and all(d.user_data.get(NER_PENDING) for d in docs)
+    transfer = next(d for d in docs if d.text.startswith("transfer 20 dollars"))
+    assert not transfer.ents and transfer.has_annotation("DEP")  # parsed, NER not run yet
+    ensure_entities(docs)
+    nlp = pipeline.spacy_model.model
+    for doc in docs:
+        assert NER_PENDING not in doc.user_data
+        assert _entities(doc) == _entities(nlp(doc.text))  # exactly what a full parse gives
+    assert transfer.ents  # "20 dollars", "Ben", "tomorrow"
+    ensure_entities(docs)  # a second call changes nothing
+    assert all(_entities(d) == _entities(nlp(d.text)) for d in docs)
+    # incoming messages get the full parse straight away
+    (message,) = pipeline.nlp.process(
+        [Message(data={TEXT: "send 50 euros to Anna"})], pipeline.spacy_model
+    )
+    doc = message.get(SPACY_DOCS[TEXT])
+    assert NER_PENDING not in doc.user_data and doc.ents
+
+
+def test_ner_is_deferred_only_when_it_is_last_and_enabled(pipeline: Pipeline) -> None:
+    import spacy
+
+    assert pipeline.nlp._deferred_ner(pipeline.spacy_model.model)
+    off = ParsingSpacyNLP.create(
+        {"defer_training_ner": False}, pipeline.storage, Resource("nlp_off"), pipeline.context
+    )
+    assert not off._deferred_ner(pipeline.spacy_model.model)
+    data = off.process_training_data(RasaYAMLReader().reads(NLU_YAML), pipeline.spacy_model)
+    docs = [m.get(SPACY_DOCS[TEXT]) for m in data.training_examples]
+    assert all(NER_PENDING not in d.user_data for d in docs)
+    assert any(d.ents for d in docs)
+    followed = spacy.blank("en")
+    followed.add_pipe("ner")
+    followed.add_pipe("sentencizer")  # a component after the NER may depend on it
+    assert not pipeline.nlp._deferred_ner(followed)
