@@ -58,7 +58,7 @@ from nlu_components.roles import (
     map_frames,
     token_annotations,
 )
-from nlu_components.spacy_parser import ensure_entities
+from nlu_components.spacy_parser import declare_entity_use, ensure_entities
 
 logger = logging.getLogger(__name__)
 
@@ -441,7 +441,7 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
                 f"{meta['token_vectors']!r} but is configured with {config.get('token_vectors')!r}: "
                 f"retrain with `rasa train`."
             )
-        return cls(
+        extractor = cls(
             merged,
             model_storage,
             resource,
@@ -449,11 +449,29 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             meta.get("entity_counts", {}),
             meta.get("roled_entities", []),
         )
+        # lets the parser skip spaCy's NER for a model whose slot filler finds nothing
+        declare_entity_use(execution_context.model_id, extractor.finds_entities)
+        return extractor
 
     # ------------------------------------------------------------------ inference
 
+    def _fill_types(self) -> set[str]:
+        """Entity types the frames fill: those with a few annotated examples and a rule."""
+        return {
+            rule.entity
+            for rule in self.rules
+            if 0 < self.entity_counts.get(rule.entity, 0) < self._config["frame_fill_max_examples"]
+        }
+
+    @property
+    def finds_entities(self) -> bool:
+        """False when trained on data without entity annotations: nothing to tag or fill."""
+        return self.tagger is not None or bool(self._fill_types())
+
     def process(self, messages: list[Message]) -> list[Message]:
         """Add our entities to each message (others' entities are kept as they are)."""
+        if not self.finds_entities:
+            return messages  # no parse features, frames or spaCy entities needed
         inputs, analyses = self._inputs(messages)
         predicted: list[list[EntitySpan]] = [[] for _ in messages]
         if self.tagger is not None:
@@ -500,11 +518,7 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             out.append(
                 _entity(span.start, span.end, span.value, span.entity, role, span.confidence)
             )
-        fill_types = {
-            rule.entity
-            for rule in self.rules
-            if 0 < self.entity_counts.get(rule.entity, 0) < self._config["frame_fill_max_examples"]
-        }
+        fill_types = self._fill_types()
         if fill_types:
             taken = [(e[ENTITY_ATTRIBUTE_START], e[ENTITY_ATTRIBUTE_END]) for e in out]
             for mapped in map_frames(doc, self.rules, frames, values):

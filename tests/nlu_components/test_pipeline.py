@@ -9,7 +9,7 @@ import pytest
 
 from nlu_components.encoder import resolve_model_path
 from nlu_components.errors import ModelNotFoundError
-from nlu_components.spacy_parser import load_parsing_pipeline
+from nlu_components.spacy_parser import _entities_unread, load_parsing_pipeline
 from tests.support import rasa_train, tiny_project
 
 BAD_INPUTS = [
@@ -161,3 +161,63 @@ def test_finetune_mode_trains_persists_and_reloads(tmp_path: Path) -> None:
     for a, b in zip(first, second):
         assert a["intent"] == b["intent"]
         assert 0.0 <= a["explanation"]["syntax_weight"] <= 1.0
+
+
+FAQ_ONLY_NLU = """
+version: "3.1"
+nlu:
+- intent: card_arrival
+  examples: |
+    - where is my new card?
+    - my card has not arrived yet
+    - when will my card come?
+    - how long does card delivery take?
+    - the card you sent me still is not here
+    - is my card on its way?
+- intent: exchange_rate
+  examples: |
+    - what is today's exchange rate?
+    - how much is a dollar in euros?
+    - which rate do you use to convert currencies?
+    - what exchange rate will I get?
+    - is the euro rate good today?
+    - how are foreign currencies converted?
+- intent: greet
+  examples: |
+    - hello
+    - hi there
+    - good morning
+    - hey
+    - hello, anyone there?
+    - hi bot
+"""
+
+
+@pytest.mark.slow
+def test_a_model_without_entity_annotations_parses_without_spacy_ner(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, child_env
+
+    (tmp_path / "nlu.yml").write_text(FAQ_ONLY_NLU, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "rasa", "train", "nlu", "--config", str(ROOT / "config.yml"),
+         "--nlu", "nlu.yml", "--out", "models", "--fixed-model-name", "model"],
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    from rasa.core.agent import Agent
+
+    agent = Agent.load(str(tmp_path / "models" / "model.tar.gz"))
+    assert agent.processor is not None
+    # the slot filler has nothing to find, so incoming messages skip spaCy's NER
+    assert _entities_unread(agent.processor.model_metadata.model_id)
+
+    async def run(texts: list[str]) -> list[dict]:
+        return [await agent.parse_message(text) for text in texts]
+
+    parsed = asyncio.run(run(["when does my card arrive?", "send 50 euros to Anna", *BAD_INPUTS]))
+    assert parsed[0]["intent"]["name"] == "card_arrival"
+    assert all(p["entities"] == [] for p in parsed)
+    assert all(p["intent"]["name"] for p in parsed[2:] if p["text"].strip())

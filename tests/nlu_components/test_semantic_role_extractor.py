@@ -23,7 +23,13 @@ from rasa.shared.nlu.training_data.message import Message
 from nlu_components.encoder_featurizer import TransformerEncoderFeaturizer
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.semantic_role_extractor import SemanticRoleEntityExtractor
-from nlu_components.spacy_parser import NER_PENDING, ParsingSpacyNLP, ensure_entities
+from nlu_components.spacy_parser import (
+    NER_PENDING,
+    ParsingSpacyNLP,
+    catch_up_entities,
+    declare_entity_use,
+    ensure_entities,
+)
 
 NLU_YAML = """
 version: "3.1"
@@ -299,11 +305,8 @@ def test_training_parse_defers_ner_until_the_slot_filler_needs_it(pipeline: Pipe
     assert transfer.ents  # "20 dollars", "Ben", "tomorrow"
     ensure_entities(docs)  # a second call changes nothing
     assert all(_entities(d) == _entities(nlp(d.text)) for d in docs)
-    # incoming messages get the full parse straight away
-    (message,) = pipeline.nlp.process(
-        [Message(data={TEXT: "send 50 euros to Anna"})], pipeline.spacy_model
-    )
-    doc = message.get(SPACY_DOCS[TEXT])
+    # incoming messages of a model whose entity readers are unknown get the full parse
+    doc = _parse(_parser_for(pipeline, "undeclared-model"), pipeline, "send 50 euros to Anna")
     assert NER_PENDING not in doc.user_data and doc.ents
 
 
@@ -312,7 +315,7 @@ def test_ner_is_deferred_only_when_it_is_last_and_enabled(pipeline: Pipeline) ->
 
     assert pipeline.nlp._deferred_ner(pipeline.spacy_model.model)
     off = ParsingSpacyNLP.create(
-        {"defer_training_ner": False}, pipeline.storage, Resource("nlp_off"), pipeline.context
+        {"defer_ner": False}, pipeline.storage, Resource("nlp_off"), pipeline.context
     )
     assert not off._deferred_ner(pipeline.spacy_model.model)
     data = off.process_training_data(RasaYAMLReader().reads(NLU_YAML), pipeline.spacy_model)
@@ -323,3 +326,92 @@ def test_ner_is_deferred_only_when_it_is_last_and_enabled(pipeline: Pipeline) ->
     followed.add_pipe("ner")
     followed.add_pipe("sentencizer")  # a component after the NER may depend on it
     assert not pipeline.nlp._deferred_ner(followed)
+
+
+def _parser_for(pipeline: Pipeline, model_id: str, schema: GraphSchema | None = None) -> Any:
+    context = ExecutionContext(schema or GraphSchema({}), model_id)
+    return ParsingSpacyNLP.create({}, pipeline.storage, Resource(f"nlp-{model_id}"), context)
+
+
+def _parse(parser: Any, pipeline: Pipeline, text: str) -> Any:
+    (message,) = parser.process([Message(data={TEXT: text})], pipeline.spacy_model)
+    return message.get(SPACY_DOCS[TEXT])
+
+
+def test_incoming_messages_get_the_ner_only_where_entities_are_read(
+    pipeline: Pipeline,
+) -> None:
+    text = "send 50 euros to Anna tomorrow"
+    full = _entities(pipeline.spacy_model.model(text))
+    # a loaded model whose only entity reader declared it finds nothing: the NER never runs
+    declare_entity_use("model-without-entities", False)
+    parser = _parser_for(pipeline, "model-without-entities")
+    (message,) = parser.process([Message(data={TEXT: text})], pipeline.spacy_model)
+    doc = message.get(SPACY_DOCS[TEXT])
+    assert doc.user_data.get(NER_PENDING) and not doc.ents and doc.has_annotation("DEP")
+    catch_up_entities([message], "model-without-entities")
+    assert doc.user_data.get(NER_PENDING) and not doc.ents
+    ensure_entities([doc])  # a reader that wants them after all still gets the same ones
+    assert _entities(doc) == full
+    # one reader that needs entities is enough: the parse leaves the NER for later, and the
+    # encoder featurizer catches up on it while it waits for the transformer
+    declare_entity_use("model-with-entities", False)
+    declare_entity_use("model-with-entities", True)
+    parser = _parser_for(pipeline, "model-with-entities")
+    (message,) = parser.process([Message(data={TEXT: text})], pipeline.spacy_model)
+    doc = message.get(SPACY_DOCS[TEXT])
+    assert doc.user_data.get(NER_PENDING) and not doc.ents
+    catch_up_entities([message], "model-with-entities")
+    assert NER_PENDING not in doc.user_data and _entities(doc) == full
+    # nobody declared anything (another pipeline, or the model is not loaded by Rasa)
+    doc = _parse(_parser_for(pipeline, "model-nobody-declared"), pipeline, text)
+    assert NER_PENDING not in doc.user_data and _entities(doc) == full
+    # Rasa's SpacyEntityExtractor reads doc.ents itself: never skip the NER beside it
+    from rasa.engine.graph import SchemaNode
+    from rasa.nlu.extractors.spacy_entity_extractor import SpacyEntityExtractor
+
+    schema = GraphSchema(
+        {
+            "ents": SchemaNode(
+                needs={},
+                uses=SpacyEntityExtractor,
+                constructor_name="load",
+                fn="process",
+                config={},
+            )
+        }
+    )
+    declare_entity_use("model-with-spacy-extractor", False)
+    doc = _parse(_parser_for(pipeline, "model-with-spacy-extractor", schema), pipeline, text)
+    assert NER_PENDING not in doc.user_data and _entities(doc) == full
+
+
+def test_a_slot_filler_trained_without_annotations_reads_nothing(pipeline: Pipeline) -> None:
+    data = RasaYAMLReader().reads(
+        'version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hello\n    - hi there\n'
+        "- intent: card_arrival\n  examples: |\n    - where is my card?\n"
+        "    - my card from Berlin has not arrived after 5 days\n"
+    )
+    data = pipeline.nlp.process_training_data(data, pipeline.spacy_model)
+    resource = Resource("semantic_roles_empty")
+    extractor = SemanticRoleEntityExtractor.create(
+        SemanticRoleEntityExtractor.get_default_config(),
+        pipeline.storage,
+        resource,
+        pipeline.context,
+    )
+    extractor.train(data)
+    assert extractor.tagger is None and not extractor.finds_entities
+    context = ExecutionContext(GraphSchema({}), "model-trained-without-entities")
+    loaded = SemanticRoleEntityExtractor.load(
+        SemanticRoleEntityExtractor.get_default_config(), pipeline.storage, resource, context
+    )
+    assert not loaded.finds_entities
+    parser = _parser_for(pipeline, "model-trained-without-entities")
+    (message,) = parser.process(
+        [Message(data={TEXT: "send 50 euros to Anna tomorrow"})], pipeline.spacy_model
+    )
+    assert message.get(SPACY_DOCS[TEXT]).user_data.get(NER_PENDING)  # the parse skipped it
+    loaded.process([message])
+    assert not message.get(ENTITIES)
+    assert message.get(SPACY_DOCS[TEXT]).user_data.get(NER_PENDING)  # and nobody ran it
