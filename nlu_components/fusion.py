@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,6 +64,10 @@ BF16_MIN_REFERENCE = 1 << 20
 RESCORE_NEAREST = 8
 #: Similarities computed ahead by the live hook and not yet taken that are kept.
 PRECOMPUTED_KEPT = 64
+#: Name of the thread that runs those early searches (one per process, shared by models).
+SEARCH_THREAD = "fusion-nearest"
+#: Seconds `predict` waits for an early search before it searches itself.
+SEARCH_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -195,8 +201,8 @@ class FusionClassifierModel:
         )
         self.validation_accuracy: float | None = None
         self.train_iterations = 0
-        #: nearest-message similarities computed ahead (`remember_similarity`), by vector bytes
-        self._precomputed: OrderedDict[bytes, float] = OrderedDict()
+        #: nearest-message similarities started ahead (`remember_similarity`), by vector bytes
+        self._precomputed: OrderedDict[bytes, Future[float]] = OrderedDict()
         self._precomputed_lock = threading.Lock()
         #: Fine-tuned encoder layers (fine-tuning mode) and how many top layers they are.
         self.encoder_state: dict[str, torch.Tensor] | None = None
@@ -480,30 +486,39 @@ class FusionClassifierModel:
             return None
         return float(np.quantile(confident, self.config.oos_in_scope_rejection))
 
-    def remember_similarity(self, sentence: np.ndarray) -> None:
-        """Compute one message's `_similarity` ahead of `predict` (a live hook: it runs in
-        another thread while the message is still being parsed; `predict` then takes it).
+    def remember_similarity(self, sentence: np.ndarray) -> Future[float] | None:
+        """Start one message's `_similarity` ahead of `predict` (a live hook calls this as soon
+        as the message's vectors exist, while it is still being parsed and featurized).
 
-        Kept by the vector's bytes, so only the very same vector gets it back; the last
-        `PRECOMPUTED_KEPT` are kept.
+        The search runs in the search thread (`SEARCH_THREAD`), so the caller — the encoder
+        process's reader thread, which then hands the vectors over — is not held up by it;
+        `predict` takes the value, waiting for it if it is not ready yet. Kept by the vector's
+        bytes, so only the very same vector gets it back; the last `PRECOMPUTED_KEPT` are kept.
         """
         vector = np.asarray(sentence, np.float32).reshape(-1)
         if not self.use_encoder or not len(self.reference) or vector.shape[0] != self.enc_dim:
-            return
-        value = float(self._nearest([Example(vector)])[0])
+            return None
+        future = _search_pool().submit(self._nearest_one, vector)
         with self._precomputed_lock:
-            self._precomputed[vector.tobytes()] = value
+            self._precomputed[vector.tobytes()] = future
             while len(self._precomputed) > PRECOMPUTED_KEPT:
-                self._precomputed.popitem(last=False)
+                self._precomputed.popitem(last=False)[1].cancel()
+        return future
+
+    def _nearest_one(self, vector: np.ndarray) -> float:
+        return float(self._nearest([Example(vector)])[0])
 
     def _similarity(self, examples: Sequence[Example]) -> np.ndarray:
-        """`_nearest`, or for one message the value `remember_similarity` computed for it."""
+        """`_nearest`, or for one message the value `remember_similarity` started for it."""
         if len(examples) == 1 and self._precomputed:
             key = np.asarray(examples[0].sentence, np.float32).reshape(-1).tobytes()
             with self._precomputed_lock:
-                value = self._precomputed.pop(key, None)
-            if value is not None:
-                return np.array([value], dtype=np.float32)
+                future = self._precomputed.pop(key, None)
+            if future is not None and not future.cancelled():
+                try:
+                    return np.array([future.result(timeout=SEARCH_TIMEOUT)], dtype=np.float32)
+                except Exception:  # noqa: BLE001 - slow or failed ahead: compute it here
+                    logger.warning("the early novelty search did not finish; computing it now")
         return self._nearest(examples)
 
     def _nearest(self, examples: Sequence[Example]) -> np.ndarray:
@@ -737,6 +752,20 @@ class FusionClassifierModel:
                 f"version ({e}); retrain with `rasa train --force`"
             ) from e
         return model
+
+
+_search_pool_lock = threading.Lock()
+_search_pool_state: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _search_pool() -> ThreadPoolExecutor:
+    """The process's one search thread (created again in a forked child)."""
+    global _search_pool_state
+    with _search_pool_lock:
+        if _search_pool_state is None or _search_pool_state[0] != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=SEARCH_THREAD)
+            _search_pool_state = (os.getpid(), pool)
+        return _search_pool_state[1]
 
 
 def _message_terms(config: FusionConfig, examples: Sequence[Example]) -> list[dict[str, list[str]]]:

@@ -312,9 +312,10 @@ def test_a_similarity_remembered_ahead_is_what_predict_would_compute(
 
     examples, _ = make_examples(3, seed=13)
     computed = [trained.predict([e], explain=False)[0].similarity for e in examples]
-    for e in examples:
-        trained.remember_similarity(e.sentence)
-    assert len(trained._precomputed) == len(examples)
+    futures = [trained.remember_similarity(e.sentence) for e in examples]
+    assert all(f is not None for f in futures) and len(trained._precomputed) == len(examples)
+    for f in futures:
+        f.result(timeout=10)  # type: ignore[union-attr]
     calls: list[int] = []
     nearest = FusionClassifierModel._nearest
     monkeypatch.setattr(
@@ -328,12 +329,52 @@ def test_a_similarity_remembered_ahead_is_what_predict_would_compute(
     trained.predict([examples[0]], explain=False)
     assert calls == [1]  # nothing left for it: computed as usual
     # another vector (a fine-tuned encoder's, another model's) never gets a stored value
-    trained.remember_similarity(examples[0].sentence + 0.5)
+    other = trained.remember_similarity(examples[0].sentence + 0.5)
+    other.result(timeout=10)  # type: ignore[union-attr]
     trained.predict([examples[0]], explain=False)
     assert calls == [1, 1, 1]
-    trained.remember_similarity(np.ones(DIM + 1, np.float32))  # wrong width: ignored
+    assert trained.remember_similarity(np.ones(DIM + 1, np.float32)) is None  # wrong width
     monkeypatch.setattr(fusion, "PRECOMPUTED_KEPT", 2)
     for e in examples:
         trained.remember_similarity(e.sentence)
     assert len(trained._precomputed) == 2
+    fusion._search_pool().submit(lambda: None).result()  # one thread, in order: all done
+    trained._precomputed.clear()
+
+
+def test_predict_waits_for_a_search_started_ahead_and_never_hangs_on_it(
+    trained: FusionClassifierModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The early search runs in its own thread; predict takes its value when it is ready."""
+    import threading
+    import time
+
+    import nlu_components.fusion as fusion
+
+    examples, _ = make_examples(2, seed=21)
+    expected = trained.predict([examples[0]], explain=False)[0].similarity
+    fusion._search_pool().submit(lambda: None).result()  # earlier tests' searches are done
+    ran_in: list[str] = []
+    nearest = FusionClassifierModel._nearest
+
+    def slow(self: FusionClassifierModel, vector: np.ndarray) -> float:
+        ran_in.append(threading.current_thread().name)
+        time.sleep(0.3)
+        return float(nearest(self, [fusion.Example(vector)])[0])
+
+    monkeypatch.setattr(FusionClassifierModel, "_nearest_one", slow)
+    started = time.perf_counter()
+    future = trained.remember_similarity(examples[0].sentence)
+    assert future is not None and time.perf_counter() - started < 0.2  # the caller goes on
+    calls: list[int] = []
+    monkeypatch.setattr(
+        FusionClassifierModel, "_nearest", lambda self, ex: calls.append(1) or nearest(self, ex)
+    )
+    assert trained.predict([examples[0]], explain=False)[0].similarity == expected
+    assert calls == [] and ran_in and ran_in[0].startswith(fusion.SEARCH_THREAD)
+    # a search that takes too long is not waited for: predict searches itself
+    monkeypatch.setattr(fusion, "SEARCH_TIMEOUT", 0.05)
+    trained.remember_similarity(examples[1].sentence)
+    direct = trained.predict([examples[1]], explain=False)[0].similarity
+    assert calls == [1] and direct == pytest.approx(nearest(trained, [examples[1]])[0])
     trained._precomputed.clear()

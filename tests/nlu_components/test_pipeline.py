@@ -100,7 +100,7 @@ def test_encoding_overlapped_with_the_parse_gives_the_same_result(fused_model: P
 
     import threading
 
-    from nlu_components.fusion import FusionClassifierModel
+    from nlu_components.fusion import SEARCH_THREAD, FusionClassifierModel
 
     threads: list[str] = []
     nearest = FusionClassifierModel._nearest
@@ -114,9 +114,10 @@ def test_encoding_overlapped_with_the_parse_gives_the_same_result(fused_model: P
         in_process = asyncio.run(run())
     finally:
         FusionClassifierModel._nearest = nearest  # type: ignore[method-assign]
-    # the classifier's novelty search ran in the encoder process's reader thread, while the
-    # message was parsed, for each message with words (not for the blank one)
-    assert threads and set(threads) == {"encoder-process-reader"}
+    # the classifier's novelty search ran in its search thread, started by the encoder
+    # process's reader thread as the vectors arrived, for each message with words (not for
+    # the blank one)
+    assert threads and all(t.startswith(SEARCH_THREAD) for t in threads)
     assert all(not e._pending for e in prefetching)  # every started encoding was collected
     assert all(p.broken is None and p._next_id > 0 for p in processes if p is not None)
     settings = [e._prefetch for e in prefetching]
