@@ -67,6 +67,8 @@ class SymbolicVocabulary:
     def __post_init__(self) -> None:
         self.char_ngrams = (int(self.char_ngrams[0]), int(self.char_ngrams[1]))
         self._names: list[str] | None = None
+        #: (the `terms` it was built from, term → column per group), see `_by_group`
+        self._lookup: tuple[dict[str, int], dict[str, dict[str, int]]] | None = None
 
     @property
     def size(self) -> int:
@@ -102,7 +104,7 @@ class SymbolicVocabulary:
 
     def _by_group(self) -> dict[str, dict[str, int]]:
         """Term → column per group (terms without their `group:` prefix), cached."""
-        cached = getattr(self, "_lookup", None)
+        cached = self._lookup
         if cached is None or cached[0] is not self.terms:
             by_group: dict[str, dict[str, int]] = {group: {} for group in GROUPS}
             for term, column in self.terms.items():
