@@ -49,7 +49,7 @@ from torch import nn
 from nlu_components.blas import one_blas_thread
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.lean import has_fast_bf16
-from nlu_components.nearest import candidates
+from nlu_components.nearest import RowSearch
 from nlu_components.symbolic import SymbolicVocabulary, symbolic_terms
 
 logger = logging.getLogger(__name__)
@@ -57,8 +57,8 @@ logger = logging.getLogger(__name__)
 VIEWS = ("encoder", "syntax")
 #: Symbolic groups named in explanations (character n-grams are not readable enough).
 EXPLAINED_GROUPS = ("syntax:", "word:")
-#: Novelty references of at least this many numbers (rows × dims) take the bfloat16 first
-#: stage on CPUs with native bfloat16 units (smaller ones stay in the cache anyway).
+#: Novelty references of at least this many numbers (rows × dims) may take the bfloat16 first
+#: stage on CPUs with native bfloat16 units, where it is timed fastest (`RowSearch`).
 BF16_MIN_REFERENCE = 1 << 20
 #: Rows per message recomputed in float32 after the bfloat16 stage.
 RESCORE_NEAREST = 8
@@ -524,35 +524,27 @@ class FusionClassifierModel:
     def _nearest(self, examples: Sequence[Example]) -> np.ndarray:
         """Cosine similarity of each message to its nearest in-scope training message.
 
-        Large references on CPUs with native bfloat16 take two stages: a bfloat16 product over
-        every row (half the memory traffic of float32, which bounds this product), then the
-        `RESCORE_NEAREST` best rows per message recomputed in float32, so the value returned
-        is the float32 cosine of the nearest row unless bfloat16 rounding (~0.004) pushed that
-        row out of the short list, when it is the next one's, within that rounding.
+        The product runs through `RowSearch`, by the kernel that was fastest on this CPU when
+        the model loaded; with every kernel the value is the float32 cosine of the nearest row
+        (see `RowSearch.best` for the bfloat16 kernel's one rounding caveat).
         """
         if not len(self.reference) or not examples or not self.use_encoder:
             return np.ones(len(examples), dtype=np.float32)
         queries = torch.from_numpy(self._reference(examples))
-        exact, approximate = self._reference_tensors()
-        with torch.inference_mode():  # torch's float32 GEMV is several times numpy's here
-            if approximate is None:
-                nearest = (exact @ queries.T).max(dim=0).values
-            else:
-                _, rescored, _ = candidates(exact, approximate, queries, RESCORE_NEAREST)
-                nearest = rescored.max(dim=0).values
+        with torch.inference_mode():
+            nearest = self._search().best(queries)
         return nearest.numpy().astype(np.float32)
 
-    def _reference_tensors(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(float32 reference, its bfloat16 copy or None) as torch tensors, cached."""
-        cached = getattr(self, "_reference_cache", None)
+    def _search(self) -> RowSearch:
+        """The search over `reference`, built (and its kernel chosen) once per reference."""
+        cached = getattr(self, "_search_cache", None)
         if cached is None or cached[0] is not self.reference:
-            exact = torch.from_numpy(np.ascontiguousarray(self.reference))
-            approximate = None
-            if self.reference.size >= BF16_MIN_REFERENCE and has_fast_bf16():
-                approximate = exact.to(torch.bfloat16)
-            cached = (self.reference, exact, approximate)
-            self._reference_cache = cached
-        return cached[1], cached[2]
+            # the bfloat16 kernel is offered for large references only (smaller ones stay in
+            # the cache anyway)
+            bf16 = self.reference.size >= BF16_MIN_REFERENCE and has_fast_bf16()
+            cached = (self.reference, RowSearch(self.reference, RESCORE_NEAREST, bf16=bf16))
+            self._search_cache = cached
+        return cached[1]
 
     def _typicality(
         self, confidences: np.ndarray, similarities: np.ndarray, leave_one_out: bool = False
@@ -744,7 +736,7 @@ class FusionClassifierModel:
             model.validation_accuracy = meta["validation_accuracy"]
             model.train_iterations = int(meta.get("train_iterations", 0))
             model.finetune_layers = int(meta.get("finetune_layers", 0))
-            model._reference_tensors()  # build the search's first stage now, not on a message
+            model._search()  # build the search (and time its kernels) now, not on a message
             model._explained_columns()
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
             raise ModelLoadError(

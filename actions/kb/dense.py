@@ -8,12 +8,14 @@ Each article contributes a group of unit vectors — its title and question vari
 The answer term is the same for every variant of an article, so it is folded into the rows
 once (row = v + answer_weight * answer view): a query then costs one matrix-vector product and
 a grouped max, exactly equal to the formula above. The product runs in torch (already loaded
-for the encoder): on one thread its float32 GEMV is several times faster than numpy's here.
+for the encoder) through `nlu_components.nearest.RowSearch`, which times its float32 layouts
+when the index is built and keeps the fastest on this CPU.
 
-Large indexes on CPUs with native bfloat16 (AMX / AVX512-BF16) take a two-stage path: one
-bfloat16 product over all rows (≈3× less memory traffic; 50,000 × 384 rows: 1.9 ms instead of
-5.6 ms here), then the `RESCORE` best rows are recomputed exactly in float32. The top of the
-ranking is therefore exact; the rest of the scores are within bfloat16 precision (~0.004).
+Large indexes on CPUs with native bfloat16 (AMX / AVX512-BF16) may take a two-stage path, if
+it is timed fastest: one bfloat16 product over all rows (≈3× less memory traffic; 50,000 × 384
+rows: 1.9 ms instead of 5.6 ms for the float32 GEMV on an Intel machine), then the `RESCORE`
+best rows are recomputed exactly in float32. The top of the ranking is then exact; the rest of
+the scores are within bfloat16 precision (~0.004).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 from nlu_components.lean import has_fast_bf16 as _has_fast_bf16
-from nlu_components.nearest import candidates
+from nlu_components.nearest import RowSearch
 
 #: Rows recomputed exactly after the bfloat16 pass.
 RESCORE = 256
@@ -61,13 +63,12 @@ class DenseIndex:
         else:
             rows = np.zeros((0, self.dim), dtype=np.float32)
         self.n_rows = int(rows.shape[0])
-        self._rows = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+        self._search = RowSearch(
+            rows, RESCORE, bf16=self.n_rows >= BF16_MIN_ROWS and _has_fast_bf16()
+        )
         sizes = np.fromiter((len(g) for g in groups), dtype=np.int64, count=len(groups))
         self.starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self._single = bool(np.all(sizes == 1))
-        self._rows_bf16: torch.Tensor | None = None
-        if self.n_rows >= BF16_MIN_ROWS and _has_fast_bf16():
-            self._rows_bf16 = self._rows.to(torch.bfloat16)
 
     def scores(self, query: np.ndarray) -> np.ndarray:
         """Dense score of every article for one unit query vector (float32)."""
@@ -75,15 +76,7 @@ class DenseIndex:
             return np.zeros(0, dtype=np.float32)
         vector = torch.from_numpy(np.asarray(query, np.float32))
         with torch.inference_mode():
-            if self._rows_bf16 is None:
-                similarities = torch.mv(self._rows, vector).numpy()
-            else:
-                best, rescored, scores = candidates(
-                    self._rows, self._rows_bf16, vector.unsqueeze(0), RESCORE
-                )
-                approximate = scores[:, 0].float()
-                approximate[best[:, 0]] = rescored[:, 0]
-                similarities = approximate.numpy()
+            similarities = self._search.scores(vector.unsqueeze(0))[:, 0].numpy()
         if self._single:
             return similarities
         return np.maximum.reduceat(similarities, self.starts)

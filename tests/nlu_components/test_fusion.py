@@ -10,6 +10,7 @@ import torch
 
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig
+from nlu_components.nearest import KERNELS, RowSearch
 from nlu_components.symbolic import SymbolicVocabulary, message_words, symbolic_terms
 
 DIM = 16
@@ -260,11 +261,12 @@ def test_symbolic_terms_and_vocabulary_round_trip() -> None:
     assert len(huge["word"]) < 300 and max(len(t) for t in huge["word"]) <= 81
 
 
-def test_two_stage_novelty_equals_the_float32_nearest_neighbour(
-    trained: FusionClassifierModel, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_search_kernel_gives_the_float32_nearest_neighbour(
+    kernel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The bfloat16 first stage (large references on CPUs with bfloat16 units) only picks
-    candidates: the similarity it returns is the float32 cosine of the nearest row."""
+    """Whichever kernel the load-time timing picks (the bfloat16 one only chooses candidates),
+    novelty is the float32 cosine of the nearest row, one by one and in a batch."""
     import nlu_components.fusion as fusion
 
     rng = np.random.default_rng(7)
@@ -275,10 +277,10 @@ def test_two_stage_novelty_equals_the_float32_nearest_neighbour(
     queries, _ = make_examples(4, seed=9)
     expected = (reference @ np.stack([e.sentence for e in queries]).T).max(axis=0)
 
-    monkeypatch.setattr(fusion, "BF16_MIN_REFERENCE", 1)
-    monkeypatch.setattr(fusion, "has_fast_bf16", lambda: True)
-    model._reference_cache = None
-    assert model._reference_tensors()[1] is not None  # the two-stage path is in use
+    monkeypatch.setattr(
+        fusion, "RowSearch", lambda rows, rescore, bf16: RowSearch(rows, rescore, kernel=kernel)
+    )
+    assert model._search().kernel == kernel
     batch = model._similarity(queries)
     single = np.array([model._similarity([q])[0] for q in queries])
     np.testing.assert_allclose(batch, expected, atol=1e-6)

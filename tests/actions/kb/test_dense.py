@@ -1,4 +1,5 @@
-"""The dense index: exact grouped scores, and the two-stage bfloat16 path keeps the top exact."""
+"""The dense index: exact grouped scores, and every search kernel (the two-stage bfloat16 one
+included) keeps the top exact."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from actions.kb import dense
 from actions.kb.dense import DenseIndex
+from nlu_components.nearest import KERNELS, RowSearch
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
@@ -28,14 +30,21 @@ def test_grouped_scores_equal_the_formula() -> None:
     np.testing.assert_allclose(index.scores(query), _exact(groups, answers, 0.3, query), atol=1e-5)
 
 
-def test_bfloat16_pass_keeps_the_best_articles_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dense, "_has_fast_bf16", lambda: True)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_kernel_keeps_the_best_articles_exact(
+    kernel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whichever kernel the index's timing picks, the best articles' scores are exact (the
+    bfloat16 pass rescores its short list in float32)."""
+    monkeypatch.setattr(
+        dense, "RowSearch", lambda rows, rescore, bf16: RowSearch(rows, rescore, kernel=kernel)
+    )
     rng = np.random.default_rng(1)
     n = 3000
     groups = [_unit(rng.normal(size=(2, 32))) for _ in range(n)]  # 6,000 rows ≥ BF16_MIN_ROWS
     answers = _unit(rng.normal(size=(n, 32)))
     index = DenseIndex(groups, answers, answer_weight=0.2)
-    assert index._rows_bf16 is not None
+    assert index._search.kernel == kernel
     for seed in range(5):
         query = _unit(np.random.default_rng(seed).normal(size=32))
         exact = _exact(groups, answers, 0.2, query)
@@ -50,4 +59,10 @@ def test_bfloat16_pass_keeps_the_best_articles_exact(monkeypatch: pytest.MonkeyP
 def test_small_index_stays_float32(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dense, "_has_fast_bf16", lambda: True)
     index = DenseIndex([_unit(np.ones((1, 4)))], _unit(np.ones((1, 4))))
-    assert index._rows_bf16 is None
+    assert index._search.kernel == "rows"
+    offered: list[bool] = []
+    monkeypatch.setattr(
+        dense, "RowSearch", lambda rows, rescore, bf16: offered.append(bf16) or RowSearch(rows)
+    )
+    DenseIndex([_unit(np.ones((1, 4)))] * 10, _unit(np.ones((10, 4))))
+    assert offered == [False]  # below BF16_MIN_ROWS the bfloat16 pass is not even offered
