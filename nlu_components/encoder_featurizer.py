@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,53 @@ from nlu_components.errors import ComponentConfigError
 from nlu_components.spacy_parser import catch_up_entities
 
 logger = logging.getLogger(__name__)
+
+#: Per served model (its id), the components' work that needs only the parse (`add_wait_work`).
+_WAIT_WORK: dict[str, list[weakref.WeakMethod[Callable[[list[Message]], None]]]] = {}
+_WAIT_WORK_LOCK = threading.Lock()
+
+
+def add_wait_work(model_id: str | None, method: Callable[[list[Message]], None]) -> None:
+    """Have the served model `model_id`'s featurizer run the bound `method` on incoming
+    messages while it waits for the transformer's early pass (call it from `load`).
+
+    The transformer starts on each text before spaCy parses it, in a child process; after the
+    parse the featurizer waits for its vectors, and this process is idle. A later component's
+    work that needs only the parse (the fused classifier's symbolic view) is done in that wait
+    instead of after it. The method may leave results on the messages for its component to
+    take; it must not change what any other component reads. Held weakly, per model: another
+    model's featurizer never runs it. One that raises is logged, and its component then does
+    the work itself. Training graphs (no model id) register nothing.
+    """
+    if model_id is None:
+        return
+    with _WAIT_WORK_LOCK:
+        work = [w for w in _WAIT_WORK.get(model_id, []) if w() is not None]
+        if all(w() != method for w in work):
+            work.append(weakref.WeakMethod(method))
+        _WAIT_WORK[model_id] = work
+
+
+def run_wait_work(messages: list[Message], model_id: str | None) -> None:
+    """Run model `model_id`'s registered wait work on `messages` (see `add_wait_work`)."""
+    if model_id is None:
+        return
+    with _WAIT_WORK_LOCK:
+        work = list(_WAIT_WORK.get(model_id, []))
+    for reference in work:
+        _run_wait_work(reference, messages)
+
+
+def _run_wait_work(
+    reference: weakref.WeakMethod[Callable[[list[Message]], None]], messages: list[Message]
+) -> None:
+    method = reference()
+    if method is None:
+        return
+    try:
+        method(messages)
+    except Exception:  # noqa: BLE001 - the component does the work itself later
+        logger.exception("work ahead of the encoder's vectors failed; it is done later")
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
@@ -180,8 +230,10 @@ class TransformerEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         messages = [m for m in messages if m.get(TEXT) is not None and m.get(TOKENS_NAMES[TEXT])]
         if not messages:
             return
-        if live:  # the early pass is still running: do the parse's deferred NER meanwhile
+        if live:  # the early pass is still running: do the parse's deferred NER meanwhile,
+            # and the later components' work that needs only the parse
             catch_up_entities(messages, self.model_id)
+            run_wait_work(messages, self.model_id)
         encodings = self.encoder.encode_tokens(
             [m.get(TEXT) for m in messages], threads, self._config["pooling_layers"], live=live
         )

@@ -25,9 +25,10 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from nlu_components.encoder import SentenceEncoder, TokenEncoding, add_live_hook, load_encoder
+from nlu_components.encoder_featurizer import add_wait_work
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.finetune import FineTuneConfig, finetune
-from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig
+from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig, SymbolicView
 from nlu_components.symbolic import message_words
 from nlu_components.syntax_featurizer import SYNTAX_CUES, SyntaxFeaturizer
 
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: Message attribute with the per-prediction explanation (returned by /model/parse).
 EXPLANATION = "explanation"
+#: Message attribute (not output) with the symbolic view computed while the featurizer waited.
+SYMBOLIC_AHEAD = "fusion_symbolic_ahead"
 #: Intent Rasa's rules use when the NLU is not confident and no out-of-scope intent exists.
 NLU_FALLBACK = "nlu_fallback"
 _FUSION_KEYS = {f.name for f in fields(FusionConfig)}
@@ -288,7 +291,25 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
         if encoder is None and model.use_encoder:
             # the featurizer's vectors are ours: start the novelty search while spaCy parses
             add_live_hook(component._on_live_encoding)
+        if encoder is None and model.use_syntax:
+            # and compute the symbolic view while the featurizer waits for those vectors
+            add_wait_work(execution_context.model_id, component._symbolic_ahead)
         return component
+
+    def _symbolic_ahead(self, messages: list[Message]) -> None:
+        """Wait work (`add_wait_work`): each parsed message's symbolic view, left on it for
+        `process`, which checks it was computed from the cues and words it classifies."""
+        model = self.model
+        if model is None:
+            return
+        for message in messages:
+            if message.get(TOKENS_NAMES[TEXT]):
+                example = Example(
+                    np.zeros(0, np.float32),
+                    list(message.get(SYNTAX_CUES) or []),
+                    self._words(message),
+                )
+                message.set(SYMBOLIC_AHEAD, model.symbolic_view([example]))
 
     def _on_live_encoding(self, encoding: TokenEncoding) -> None:
         """Live hook: the nearest-training-message similarity of a message being parsed."""
@@ -307,11 +328,16 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             pending = [(m, by_id.get(id(m))) for m in messages]
         else:
             pending = [(m, self._example(m)) for m in messages]
+        ahead = [m.data.pop(SYMBOLIC_AHEAD, None) for m in messages]
         ready = [(m, e) for m, e in pending if e is not None]
         for message, _ in pending:
             if not any(message is m for m, _ in ready):
                 self._set_unknown(message)
-        predictions = self.model.predict([e for _, e in ready])
+        views = [view for view, (_, e) in zip(ahead, pending) if e is not None]
+        symbolic = (
+            SymbolicView.stack(views) if views and all(v is not None for v in views) else None
+        )
+        predictions = self.model.predict([e for _, e in ready], symbolic=symbolic)
         for (message, _), prediction in zip(ready, predictions):
             self._set_prediction(message, prediction)
         return messages

@@ -144,6 +144,36 @@ class Example:
 
 
 @dataclass
+class SymbolicView:
+    """The symbolic half of some messages' prediction, computed before their encoder vectors
+    exist (`FusionClassifierModel.symbolic_view`)."""
+
+    #: The cues and words it was computed from, per message (`predict` checks them).
+    inputs: list[tuple[list[str], list[str]]]
+    #: (m, vocabulary) tf-idf rows.
+    sparse: sp.csr_matrix
+    #: (m, intents) the symbolic view's logits.
+    logits: np.ndarray
+
+    @classmethod
+    def stack(cls, views: Sequence[SymbolicView]) -> SymbolicView:
+        """One view of all the messages of `views`, in order."""
+        if len(views) == 1:
+            return views[0]
+        return cls(
+            [pair for view in views for pair in view.inputs],
+            sp.vstack([view.sparse for view in views], format="csr"),
+            np.concatenate([view.logits for view in views]),
+        )
+
+    def matches(self, examples: Sequence[Example]) -> bool:
+        """Whether it was computed from exactly these examples' cues and words."""
+        return len(self.inputs) == len(examples) and all(
+            cues == e.cues and words == e.words for (cues, words), e in zip(self.inputs, examples)
+        )
+
+
+@dataclass
 class Prediction:
     """Calibrated output for one message."""
 
@@ -343,8 +373,23 @@ class FusionClassifierModel:
         for key, value in params.items():
             self.weights[key] = value.detach().numpy().astype(np.float32)
 
+    def symbolic_view(self, examples: Sequence[Example]) -> SymbolicView | None:
+        """The symbolic half of `predict` for `examples`, which need no sentence vectors yet
+        (None without the syntax view). `predict(..., symbolic=view)` then skips it."""
+        if not self.use_syntax:
+            return None
+        sparse = self._sparse(examples)
+        logits = (
+            np.asarray(sparse @ self.weights["symbolic_weight"]) + self.weights["symbolic_bias"]
+        )
+        inputs = [(list(e.cues), list(e.words)) for e in examples]
+        return SymbolicView(inputs, sparse, logits.astype(np.float32))
+
     def _view_logits(
-        self, examples: Sequence[Example], sparse: sp.csr_matrix | None = None
+        self,
+        examples: Sequence[Example],
+        sparse: sp.csr_matrix | None = None,
+        symbolic_logits: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         k = len(self.labels)
         lm = np.zeros((len(examples), k), np.float32)
@@ -354,7 +399,9 @@ class FusionClassifierModel:
                 self._dense(examples) @ self.weights["encoder_weight"]
                 + self.weights["encoder_bias"]
             )
-        if self.use_syntax:
+        if self.use_syntax and symbolic_logits is not None:
+            lt = symbolic_logits
+        elif self.use_syntax:
             if sparse is None:
                 sparse = self._sparse(examples)
             lt = (
@@ -601,13 +648,29 @@ class FusionClassifierModel:
         return matrix  # float32 in memory (a per-message float16 → float32 copy cost ~25 ms)
 
     # ---------------------------------------------------------------- prediction
-    def predict(self, examples: Sequence[Example], explain: bool = True) -> list[Prediction]:
-        """Calibrated probabilities, the gate α and (when `explain`) the features' effects."""
+    def predict(
+        self,
+        examples: Sequence[Example],
+        explain: bool = True,
+        symbolic: SymbolicView | None = None,
+    ) -> list[Prediction]:
+        """Calibrated probabilities, the gate α and (when `explain`) the features' effects.
+
+        `symbolic`: `symbolic_view` of these examples, computed ahead; used only if it was
+        computed from the same cues and words, else the symbolic half is computed here.
+        """
         if not examples:
             return []
-        sparse = self._sparse(examples) if self.use_syntax else None
+        if symbolic is not None and not (self.use_syntax and symbolic.matches(examples)):
+            symbolic = None
+        if symbolic is not None:
+            sparse: sp.csr_matrix | None = symbolic.sparse
+        else:
+            sparse = self._sparse(examples) if self.use_syntax else None
         with one_blas_thread():  # waking a second BLAS thread costs ~1 ms per message
-            lm, lt = self._view_logits(examples, sparse)
+            lm, lt = self._view_logits(
+                examples, sparse, None if symbolic is None else symbolic.logits
+            )
         logits, alpha = self._fused(lm, lt)
         probs = _softmax(logits / self.temperature)
         similarity = self._similarity(examples)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nlu_components.errors import ComponentConfigError, ModelLoadError
-from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig
+from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig, SymbolicView
 from nlu_components.nearest import KERNELS, RowSearch
 from nlu_components.symbolic import SymbolicVocabulary, message_words, symbolic_terms
 
@@ -380,3 +380,31 @@ def test_predict_waits_for_a_search_started_ahead_and_never_hangs_on_it(
     direct = trained.predict([examples[1]], explain=False)[0].similarity
     assert calls == [1] and direct == pytest.approx(nearest(trained, [examples[1]])[0])
     trained._precomputed.clear()
+
+
+def test_a_symbolic_view_computed_ahead_gives_the_same_predictions(
+    trained: FusionClassifierModel,
+) -> None:
+    """The classifier's symbolic half, computed while the featurizer waits for the vectors
+    (one message at a time, then stacked), changes nothing; a view of other cues or words is
+    not used."""
+    examples, _ = make_examples(1, seed=21)  # one message per intent
+    views = [
+        trained.symbolic_view([Example(np.zeros(0, np.float32), e.cues, e.words)]) for e in examples
+    ]
+    assert all(v is not None for v in views)
+    stacked = SymbolicView.stack([v for v in views if v is not None])
+    expected = trained.predict(examples)
+    for a, b in zip(trained.predict(examples, symbolic=stacked), expected):
+        np.testing.assert_array_equal(a.probabilities, b.probabilities)
+        assert a.gate == b.gate and a.cue_contributions == b.cue_contributions
+    alone = trained.predict(examples[:1])[0]  # (a batch's products may round differently)
+    one = trained.predict(examples[:1], symbolic=views[0])[0]
+    np.testing.assert_array_equal(one.probabilities, alone.probabilities)
+    # a view of another message's words (or of fewer messages) is ignored, not misused
+    other = examples[-1]  # another intent's cues and words
+    stale = trained.symbolic_view([Example(np.zeros(0, np.float32), other.cues, other.words)])
+    assert stale is not None and not stale.matches(examples[:1])
+    kept = trained.predict(examples[:1], symbolic=stale)[0]
+    np.testing.assert_array_equal(kept.probabilities, alone.probabilities)
+    assert trained.predict(examples, symbolic=views[0])[1].gate == expected[1].gate

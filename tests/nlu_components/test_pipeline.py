@@ -104,16 +104,27 @@ def test_encoding_overlapped_with_the_parse_gives_the_same_result(fused_model: P
 
     threads: list[str] = []
     nearest = FusionClassifierModel._nearest
+    predict = FusionClassifierModel.predict
+    ahead: list[bool] = []
 
     def recorded(self: FusionClassifierModel, examples: list) -> object:
         threads.append(threading.current_thread().name)
         return nearest(self, examples)
 
+    def predicted(self: FusionClassifierModel, examples: list, *args: object, **kw: object) -> list:
+        ahead.append(kw.get("symbolic") is not None)
+        return predict(self, examples, *args, **kw)  # type: ignore[arg-type]
+
     FusionClassifierModel._nearest = recorded  # type: ignore[method-assign]
+    FusionClassifierModel.predict = predicted  # type: ignore[method-assign]
     try:
         in_process = asyncio.run(run())
     finally:
         FusionClassifierModel._nearest = nearest  # type: ignore[method-assign]
+        FusionClassifierModel.predict = predict  # type: ignore[method-assign]
+    # the symbolic view of each message with words was computed while the featurizer waited
+    # for the vectors, and handed to the classifier (the blank one has nothing to classify)
+    assert ahead == [True, True, False, True]
     # the classifier's novelty search ran in its search thread, started by the encoder
     # process's reader thread as the vectors arrived, for each message with words (not for
     # the blank one)
@@ -121,6 +132,9 @@ def test_encoding_overlapped_with_the_parse_gives_the_same_result(fused_model: P
     assert all(not e._pending for e in prefetching)  # every started encoding was collected
     assert all(p.broken is None and p._next_id > 0 for p in processes if p is not None)
     settings = [e._prefetch for e in prefetching]
+    from nlu_components import encoder_featurizer
+
+    wait_work = dict(encoder_featurizer._WAIT_WORK)
     try:
         for e in prefetching:
             e._process = None
@@ -128,13 +142,17 @@ def test_encoding_overlapped_with_the_parse_gives_the_same_result(fused_model: P
         for e in prefetching:
             e._prefetch = None
         alone = asyncio.run(run())
+        encoder_featurizer._WAIT_WORK.clear()  # the classifier computes its symbolic view
+        nothing_ahead = asyncio.run(run())
     finally:
+        encoder_featurizer._WAIT_WORK.update(wait_work)
         for e, setting, process in zip(prefetching, settings, processes):
             e._prefetch, e._process = setting, process
-    for a, b, c in zip(in_process, in_thread, alone):
-        assert a["intent"] == b["intent"] == c["intent"]
-        assert a["entities"] == b["entities"] == c["entities"]
-        assert a["explanation"] == b["explanation"] == c["explanation"]
+    for a, b, c, d in zip(in_process, in_thread, alone, nothing_ahead):
+        assert a["intent"] == b["intent"] == c["intent"] == d["intent"]
+        assert a["entities"] == b["entities"] == c["entities"] == d["entities"]
+        assert a["explanation"] == b["explanation"] == c["explanation"] == d["explanation"]
+        assert "fusion_symbolic_ahead" not in a  # taken by the classifier, never output
 
 
 def test_missing_model_directory_names_the_fix(tmp_path: Path) -> None:
