@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 #: Environment variable overriding the result cache's folder.
 CACHE_ENV = "FUSIONDESK_BENCH_CACHE"
 #: Bump when the worker's raw result changes shape or meaning (invalidates cached results).
-HARNESS_VERSION = 1
+HARNESS_VERSION = 2  # 2: parsing in a process of its own
 
 
 def add_parser(bench_subparsers: argparse._SubParsersAction) -> None:
@@ -297,47 +297,80 @@ def run_worker(
     options: BenchOptions,
     log_path: Path,
 ) -> dict[str, Any]:
-    """Train and parse one pipeline in a child process.
+    """Train one pipeline in a child process, then parse the test set in another.
+
+    The parse runs in a process of its own with the trained model loaded afresh, as `rasa run`
+    serves it (see `nlu_worker.parse`).
 
     Returns:
-        The worker's raw result plus `peak_rss_mb` (the child's peak resident memory), or
-        `{"error": ...}` when the child failed.
+        The workers' raw results merged, with `peak_rss_train_mb` and `peak_rss_parse_mb` (each
+        child's peak resident memory), or `{"error": ...}` when a child failed.
     """
     work_dir.mkdir(parents=True)
-    result_path = work_dir / "result.json"
-    read_fd, write_fd = os.pipe()
-    spec_path = work_dir / "spec.json"
-    spec_path.write_text(
-        json.dumps(
-            {
-                "pipeline": spec.name,
-                "config": spec.config,
-                "epochs": options.epochs,
-                "train": str(train_path),
-                "test": str(test_path),
-                "work_dir": str(work_dir),
-                "result": str(result_path),
-                "progress_fd": write_fd,
-                "keep_model": str((options.out / "models" / f"{spec.name}.tar.gz").resolve())
-                if options.keep_models
-                else None,
-            }
-        ),
-        encoding="utf-8",
-    )
+    common = {
+        "pipeline": spec.name,
+        "config": spec.config,
+        "epochs": options.epochs,
+        "train": str(train_path),
+        "test": str(test_path),
+        "work_dir": str(work_dir),
+    }
+    keep = (options.out / "models" / f"{spec.name}.tar.gz").resolve()
     bar = _Bar(spec.name, n_test, options.progress)
     try:
+        with log_path.open("wb") as log:
+            trained, train_peak = _run_child(
+                {
+                    **common,
+                    "phase": "train",
+                    "keep_model": str(keep) if options.keep_models else None,
+                },
+                work_dir / "train-result.json",
+                bar,
+                log,
+            )
+            if "error" in trained:
+                return trained
+            parsed, parse_peak = _run_child(
+                {**common, "phase": "parse", "model": trained["model_path"]},
+                work_dir / "parse-result.json",
+                bar,
+                log,
+            )
+    finally:
+        bar.close()
+    if "error" in parsed:
+        return parsed
+    return {
+        **trained,
+        **parsed,
+        "peak_rss_train_mb": train_peak,
+        "peak_rss_parse_mb": parse_peak,
+    }
+
+
+def _run_child(
+    spec: dict[str, Any], result_path: Path, bar: _Bar, log: Any
+) -> tuple[dict[str, Any], float]:
+    """Run one worker phase; its result (or `{"error": ...}`) and its peak RSS in MB."""
+    read_fd, write_fd = os.pipe()
+    spec_path = result_path.with_name(f"{spec['phase']}-spec.json")
+    spec_path.write_text(
+        json.dumps({**spec, "result": str(result_path), "progress_fd": write_fd}),
+        encoding="utf-8",
+    )
+    try:
         try:
-            with log_path.open("wb") as log:
-                child = subprocess.Popen(
-                    [sys.executable, "-m", "bot.bench.nlu_worker", str(spec_path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(write_fd,),
-                    env=_child_env(work_dir),
-                    cwd=work_dir,
-                )
+            log.flush()
+            child = subprocess.Popen(
+                [sys.executable, "-m", "bot.bench.nlu_worker", str(spec_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,),
+                env=_child_env(Path(spec["work_dir"])),
+                cwd=spec["work_dir"],
+            )
         finally:
             os.close(write_fd)  # only the child writes progress; EOF tells us it is done
         try:
@@ -351,15 +384,13 @@ def run_worker(
             child.returncode = os.waitstatus_to_exitcode(status)
     finally:
         os.close(read_fd)
-        bar.close()
     try:
         result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         result = {"error": f"the worker exited with status {child.returncode} and no result"}
     if child.returncode != 0 and "error" not in result:
         result = {"error": f"the worker exited with status {child.returncode}"}
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024.0
-    return result
+    return result, usage.ru_maxrss / 1024.0
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -555,9 +586,14 @@ def run_benchmark(options: BenchOptions) -> dict[str, dict[str, Any]]:
                 "train_seconds": raw["train_seconds"],
                 "train_cpu_seconds": raw["train_cpu_seconds"],
                 "load_seconds": raw["load_seconds"],
-                # the worker's own peak plus its encoder child process's (parse-time overlap)
-                "peak_rss_mb": raw["peak_rss_mb"] + raw.get("peak_rss_encoder_process_mb", 0.0),
+                # the larger of training's peak and serving's: the parse process's own plus its
+                # encoder child process's (parse-time overlap)
+                "peak_rss_mb": max(
+                    raw["peak_rss_train_mb"],
+                    raw["peak_rss_parse_mb"] + raw.get("peak_rss_encoder_process_mb", 0.0),
+                ),
                 "peak_rss_train_mb": raw["peak_rss_train_mb"],
+                "peak_rss_parse_mb": raw["peak_rss_parse_mb"],
                 "peak_rss_encoder_process_mb": raw.get("peak_rss_encoder_process_mb", 0.0),
                 "rasa_version": raw["rasa_version"],
             }

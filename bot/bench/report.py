@@ -197,7 +197,8 @@ def render_markdown(
         "",
         "Rates in %. A prediction of `nlu_fallback` or `out_of_scope` counts as out of scope; "
         "*acc w/o fallback* undoes Rasa's `FallbackClassifier` (its ranking's best intent). "
-        "Latency is per message through the trained Rasa model (`Agent.parse_message`).",
+        "Latency is per message through the trained Rasa model (`Agent.parse_message`), "
+        "loaded in a process of its own as `rasa run` loads it.",
         "",
     ]
     rows = [

@@ -361,6 +361,9 @@ def test_smoke_benchmark_trains_parses_reports_and_caches(
                     "oos_auroc", "entity_precision", "entity_recall", "entity_f1"):  # fmt: skip
             assert 0.0 <= r[key] <= 1.0, (name, key, r[key])
         assert r["train_seconds"] > 0 and r["peak_rss_mb"] > 100
+        # trained in one process, parsed in a fresh one (as `rasa run` loads the model)
+        assert r["peak_rss_train_mb"] > 100 and r["peak_rss_parse_mb"] > 100
+        assert r["peak_rss_mb"] >= max(r["peak_rss_train_mb"], r["peak_rss_parse_mb"])
         assert 0 < r["parse_ms_p50"] <= r["parse_ms_p95"]
         assert (r["n_train"], r["n_test"], r["n_test_oos"]) == (27, 9, 3)
         assert r["train_sha256"] and r["test_sha256"] and r["cached"] is False
