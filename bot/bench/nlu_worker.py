@@ -289,9 +289,8 @@ def parse(spec: dict[str, Any], progress: _Progress) -> dict[str, Any]:
     """Load the trained model (`spec["model"]`) and parse every test message through it.
 
     A process of its own, as `rasa run` serves a model: not the training process, whose
-    leftover heap (gigabytes of training-data objects the garbage collector keeps walking)
-    and training thread settings would slow every parse (BANKING77: p50 10.5 ms in the
-    training process, 8.2–8.6 ms in a fresh one).
+    leftover state (gigabytes of training-data objects, training thread settings) slowed
+    every parse (BANKING77: p50 10.5 ms in the training process, 8.2–8.6 ms in a fresh one).
     """
     from rasa.core.agent import Agent
 
