@@ -220,3 +220,45 @@ def test_live_hooks_see_each_prefetched_encoding_before_it_is_collected(
     encoder.prefetch("lost card")
     encoder.encode_one("lost card", 1, LAYERS)
     assert len(broken.seen) == 2  # the remaining hook still runs
+
+
+def test_a_child_with_a_ner_finds_the_same_entities(encoder: SentenceEncoder) -> None:
+    """Asked with the text, the child also runs spaCy's NER on its tokens, after the
+    encoding: the same entities as this process's NER (`nlu_components.ner`)."""
+    from nlu_components.ner import entities_on_tokens
+    from nlu_components.spacy_parser import DEFAULT_SPACY_MODEL, load_parsing_pipeline
+
+    encoder.enable_prefetch(1, LAYERS, worker="process", ner_model=DEFAULT_SPACY_MODEL)
+    process = encoder._process
+    assert process is not None and process.wait_ready(120), process and process.broken
+    assert process.has_ner
+    nlp = load_parsing_pipeline(DEFAULT_SPACY_MODEL)
+    texts = ["send 50 euros to Anna tomorrow", "I lost my Visa card in Berlin", "🙂", "ok"]
+    for text in texts:
+        encoder_module.prefetch_live(text, text)
+    for text in texts:
+        assert encoder_module.live_entities_pending(text)
+        assert encoder.encode_one(text, 1, LAYERS) is not None  # the encoding comes first
+        got = encoder_module.take_live_entities(text)
+        assert got == entities_on_tokens(nlp, [text])[0]
+        assert not encoder_module.live_entities_pending(text)
+    assert encoder_module.take_live_entities("never asked") is None
+    assert any(spans for _, spans in (entities_on_tokens(nlp, texts[:2])))
+
+
+def test_a_child_without_its_ner_still_encodes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    encoder = SentenceEncoder(None, max_length=64)
+    try:
+        with caplog.at_level(logging.WARNING):
+            encoder.enable_prefetch(1, LAYERS, worker="process", ner_model="no_such_spacy_model")
+            process = encoder._process
+            assert process is not None and process.wait_ready(120), process.broken
+        assert not process.has_ner and "could not load the NER" in caplog.text
+        encoder_module.prefetch_live("send 50 euros", "send 50 euros")
+        assert not encoder_module.live_entities_pending("send 50 euros")  # found in-process
+        _assert_same(encoder.encode_one("send 50 euros", 1, LAYERS),
+                     encoder._encode_single("send 50 euros", 1, LAYERS))  # fmt: skip
+    finally:
+        encoder.close_process()
