@@ -161,15 +161,9 @@ class SentenceEncoder:
         self._executor_pid = 0
         #: the child encoder process (`worker="process"`); a copy with other weights has none
         self._process: Any = None
-        #: spaCy entities the child process is finding, by the text given to the NER
-        self._pending_entities: OrderedDict[str, Any] = OrderedDict()
 
     def enable_prefetch(
-        self,
-        num_threads: int,
-        layers: Sequence[int],
-        worker: str = "thread",
-        ner_model: str | None = None,
+        self, num_threads: int, layers: Sequence[int], worker: str = "thread"
     ) -> None:
         """Let `prefetch_live` start this encoder's forward pass for incoming messages early.
 
@@ -181,9 +175,6 @@ class SentenceEncoder:
         take turns holding the GIL); `"process"` in a child process
         (`nlu_components.encoder_process`; one thread, POSIX systems) that starts in the
         background — until it is ready, and if it ever fails, the worker thread is used.
-
-        `ner_model`: a spaCy pipeline the child process also loads, to run its NER on the
-        texts `prefetch` asks it to (after their encoding, while this process goes on).
         """
         if worker not in PREFETCH_WORKERS:
             raise ComponentConfigError(
@@ -205,7 +196,7 @@ class SentenceEncoder:
 
                 self._process = EncoderProcess(
                     self.path, self.max_length, self.batch_size, self.precision,
-                    self.single_path_name, on_result=run_live_hooks, ner_model=ner_model,
+                    self.single_path_name, on_result=run_live_hooks,
                 )  # fmt: skip
         _PREFETCHING.add(self)
 
@@ -219,7 +210,6 @@ class SentenceEncoder:
             self._process.abandon()  # the child encoder process serves the parent
             self._process = None
             self._pending.clear()
-            self._pending_entities.clear()
         if self._executor is not None and self._executor_pid != os.getpid():
             self._pending.clear()
             self._executor = None
@@ -233,12 +223,8 @@ class SentenceEncoder:
             self._executor, self._executor_pid = executor, os.getpid()
         return executor
 
-    def prefetch(self, text: str, ner_text: str | None = None) -> None:
-        """Start encoding `text` in the worker thread (no-op unless `enable_prefetch` ran).
-
-        `ner_text`: also have the child process find spaCy's entities in this text (when it
-        loaded a NER; `take_entities` collects them).
-        """
+    def prefetch(self, text: str) -> None:
+        """Start encoding `text` in the worker thread (no-op unless `enable_prefetch` ran)."""
         settings, single = self._prefetch, self._single
         if settings is None or single is _UNPICKED or single is None:
             return
@@ -248,24 +234,12 @@ class SentenceEncoder:
             worker = self._worker()
             if key in self._pending:
                 return
-            if ner_text in self._pending_entities:
-                ner_text = None  # the same text twice at once: the second finds its own
-            pending = self._submit(worker, text, num_threads, layers, ner_text)
-            self._pending[key] = pending
-            entities = getattr(pending, "entities", None)
-            if entities is not None and ner_text is not None:
-                self._pending_entities[ner_text] = entities
-            for waiting in (self._pending, self._pending_entities):
-                while len(waiting) > MAX_PENDING_PREFETCHES:  # never collected: forget
-                    waiting.popitem(last=False)[1].cancel()
+            self._pending[key] = self._submit(worker, text, num_threads, layers)
+            while len(self._pending) > MAX_PENDING_PREFETCHES:  # never collected: forget
+                self._pending.popitem(last=False)[1].cancel()
 
     def _submit(
-        self,
-        worker: ThreadPoolExecutor,
-        text: str,
-        num_threads: int,
-        layers: tuple[int, ...],
-        ner_text: str | None = None,
+        self, worker: ThreadPoolExecutor, text: str, num_threads: int, layers: tuple[int, ...]
     ) -> Any:
         """Start one encoding: in the child process when it is ready, else in the thread."""
         process = self._process
@@ -273,29 +247,10 @@ class SentenceEncoder:
             from nlu_components.encoder_process import EncoderProcessError
 
             try:
-                return process.submit(text, layers, ner_text if process.has_ner else None)
+                return process.submit(text, layers)
             except EncoderProcessError:
                 pass  # logged by the process handle; the thread takes over
         return worker.submit(self._prefetched, text, num_threads, layers)
-
-    def entities_pending(self, ner_text: str) -> bool:
-        """Whether the child process is finding the entities of `ner_text` (`prefetch`)."""
-        with self._pending_lock:
-            return ner_text in self._pending_entities
-
-    def take_entities(self, ner_text: str) -> Any:
-        """The child process's spaCy entities of `ner_text` (`nlu_components.ner.NerResult`),
-        waiting for them; None if it was not asked, or failed (the caller runs the NER)."""
-        with self._pending_lock:
-            pending = None if self._worker_missing() else self._pending_entities.pop(ner_text, None)
-        if pending is None:
-            return None
-        from nlu_components.encoder_process import EncoderProcessError
-
-        try:
-            return pending.result()
-        except EncoderProcessError:
-            return None  # logged by the process handle
 
     def _prefetched(self, text: str, num_threads: int | None, layers: Sequence[int]) -> Any:
         encoding = self._encode_single(text, num_threads, layers)
@@ -539,27 +494,10 @@ def wait_for_encoder_processes(timeout: float = 120.0) -> bool:
     return all(p.wait_ready(timeout) for p in encoder_processes())
 
 
-def prefetch_live(text: str, ner_text: str | None = None) -> None:
-    """Start every prefetching encoder on an incoming message's text (see `enable_prefetch`);
-    with `ner_text`, encoder processes that loaded a NER find its spaCy entities too."""
+def prefetch_live(text: str) -> None:
+    """Start every prefetching encoder on an incoming message's text (see `enable_prefetch`)."""
     for encoder in list(_PREFETCHING):
-        encoder.prefetch(text, ner_text)
-
-
-def live_entities_pending(ner_text: str) -> bool:
-    """Whether an encoder process is finding the entities of `ner_text` (`prefetch_live`)."""
-    return any(encoder.entities_pending(ner_text) for encoder in list(_PREFETCHING))
-
-
-def take_live_entities(ner_text: str) -> Any:
-    """The entities an encoder process found in `ner_text` (`nlu_components.ner.NerResult`),
-    waiting for them if need be; None if none was asked or it failed."""
-    for encoder in list(_PREFETCHING):
-        if encoder.entities_pending(ner_text):
-            result = encoder.take_entities(ner_text)
-            if result is not None:
-                return result
-    return None
+        encoder.prefetch(text)
 
 
 @lru_cache(maxsize=4)

@@ -37,7 +37,7 @@ from nlu_components.encoder import (
     load_encoder,
 )
 from nlu_components.errors import ComponentConfigError
-from nlu_components.spacy_parser import catch_up_entities, deferred_ner_model
+from nlu_components.spacy_parser import catch_up_entities
 
 logger = logging.getLogger(__name__)
 
@@ -214,8 +214,6 @@ class TransformerEncoderFeaturizer(DenseFeaturizer, GraphComponent):
                 config["inference_threads"],
                 config["pooling_layers"],
                 worker=config["overlap_worker"] if serving else "thread",
-                # the parse's deferred NER can run in the encoder process too (spacy_parser)
-                ner_model=deferred_ner_model(execution_context.model_id),
             )
         logger.info(
             "Loaded encoder %s (%d-d, live messages: %s path)",

@@ -17,14 +17,9 @@ Protocol, over two pipes (frames of `multiprocessing.connection`; no pickle):
 
 * parent → child: one JSON frame per request, `{"id": n, "text": ..., "layers": [...]}`;
   `{"stop": true}` or end-of-file ends the child;
-* child → parent: first `{"ready": true, "path": <lean path name>, "ner": bool}` or
-  `{"error": ...}`; then per request a JSON header (`id`, array shapes and dtypes, or `error`)
-  and one frame with the arrays' bytes;
-* with `--ner-model` (a spaCy pipeline), a request may carry `"ner_text"`: after its encoding
-  the child runs that pipeline's NER on the text's tokens (`nlu_components.ner`) and sends one
-  more header, `{"id": n, "kind": "entities", "tokens": n, "ents": [[start, end, label], ...]}`
-  (or `error`), with no frame after it. The parent's parse defers its NER to the child, which
-  is idle once the vectors are sent, and its slot filler collects the entities.
+* child → parent: first `{"ready": true, "path": <lean path name>}` or `{"error": ...}`; then
+  per request a JSON header (`id`, array shapes and dtypes, or `error`) and one frame with the
+  arrays' bytes.
 
 If the child is missing, dies or stalls, the parent encodes the message itself (a warning in
 the log) and stops using the child: a message is never lost to it.
@@ -80,19 +75,16 @@ class EncoderProcess:
         precision: str,
         path_name: str,
         on_result: Callable[[TokenEncoding], None] | None = None,
-        ner_model: str | None = None,
     ) -> None:
         self.expected_path = path_name
-        #: the child loaded `ner_model`'s NER and finds entities on request (known once ready)
-        self.has_ner = False
         self.owner_pid = os.getpid()
         self.broken: str | None = None
         self.on_result = on_result
         self._ready = False
         self._lock = threading.RLock()
         self._next_id = 0
-        #: requests whose results someone still wants, by (id, kind): "encoding", "entities"
-        self._futures: dict[tuple[int, str], Future[Any]] = {}
+        #: requests whose results someone still wants
+        self._futures: dict[int, Future[TokenEncoding]] = {}
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         package_root = str(Path(__file__).resolve().parent.parent)
@@ -115,8 +107,6 @@ class EncoderProcess:
             "--precision",
             precision,
         ]
-        if ner_model:
-            command += ["--ner-model", ner_model]
         try:
             self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
                 command,
@@ -169,14 +159,6 @@ class EncoderProcess:
                 )
             else:
                 self._ready = True
-                self.has_ner = bool(hello.get("ner"))
-                if hello.get("ner_error"):
-                    logger.warning(
-                        "encoder process %s could not load the NER (%s): entities are found "
-                        "in this process",
-                        self.pid,
-                        hello["ner_error"],
-                    )
                 threading.Thread(
                     target=self._read_results, name="encoder-process-reader", daemon=True
                 ).start()
@@ -193,39 +175,28 @@ class EncoderProcess:
                     pass
         return self.usable()
 
-    def submit(self, text: str, layers: Sequence[int], ner_text: str | None = None) -> _Pending:
-        """Send one text; the returned handle's `result()` collects its encoding.
-
-        `ner_text` (a child with a NER only): the child then also runs spaCy's NER on it, after
-        the encoding; the handle's `entities.result()` collects them (`ner.NerResult`).
-        """
+    def submit(self, text: str, layers: Sequence[int]) -> _Pending:
+        """Send one text; the returned handle's `result()` collects its encoding."""
         with self._lock:
             if not self.usable():
                 raise EncoderProcessError(self.broken or "the encoder process is not ready")
             request_id = self._next_id
             self._next_id += 1
             future: Future[TokenEncoding] = Future()
-            self._futures[(request_id, "encoding")] = future
-            request: dict[str, Any] = {"id": request_id, "text": text, "layers": list(layers)}
-            entities = None
-            if ner_text is not None and self.has_ner:
-                found: Future[Any] = Future()
-                self._futures[(request_id, "entities")] = found
-                request["ner_text"] = ner_text
-                entities = _Pending(self, request_id, found, "entities")
+            self._futures[request_id] = future
             try:
-                self._requests.send_bytes(json.dumps(request).encode())
+                self._requests.send_bytes(
+                    json.dumps({"id": request_id, "text": text, "layers": list(layers)}).encode()
+                )
             except OSError as e:
                 self._fail(f"request failed ({e})")
                 raise EncoderProcessError(str(self.broken)) from e
-            pending = _Pending(self, request_id, future)
-            pending.entities = entities
-            return pending
+            return _Pending(self, request_id, future)
 
-    def forget(self, request_id: int, kind: str = "encoding") -> None:
+    def forget(self, request_id: int) -> None:
         """The caller no longer wants this result (it is dropped when it arrives)."""
         with self._lock:
-            self._futures.pop((request_id, kind), None)
+            self._futures.pop(request_id, None)
 
     def close(self) -> None:
         """Stop the child (also done when the owning process exits)."""
@@ -251,9 +222,7 @@ class EncoderProcess:
         while True:
             try:
                 header = json.loads(self._results.recv_bytes())
-                kind = str(header.get("kind", "encoding"))
-                bare = "error" in header or kind != "encoding"  # no array frame follows
-                payload = b"" if bare else self._results.recv_bytes()
+                payload = b"" if "error" in header else self._results.recv_bytes()
             except (OSError, EOFError, ValueError) as e:
                 # after close() or at exit (the finalizer has run) the end is expected
                 if self.broken is None and self._finalizer.alive:
@@ -262,17 +231,11 @@ class EncoderProcess:
                     self._fail(f"lost ({cause})")
                 return
             with self._lock:
-                future = self._futures.pop((int(header.get("id", -1)), kind), None)
+                future = self._futures.pop(int(header.get("id", -1)), None)
             if future is None:
                 continue  # nobody collects it any more
             if "error" in header:
                 future.set_exception(EncoderProcessError(f"encoder process: {header['error']}"))
-                continue
-            if kind == "entities":
-                try:
-                    future.set_result(_entities(header))
-                except (ValueError, KeyError, TypeError) as e:
-                    future.set_exception(EncoderProcessError(f"malformed entities ({e})"))
                 continue
             try:
                 encoding = _decode(header, payload)
@@ -308,19 +271,14 @@ class EncoderProcess:
 
 
 class _Pending:
-    """`Future`-like handle of one request's result (what the encoder's prefetch maps hold)."""
+    """`Future`-like handle of one request (what the encoder's prefetch map holds)."""
 
-    def __init__(
-        self, owner: EncoderProcess, request_id: int, future: Future[Any], kind: str = "encoding"
-    ):
+    def __init__(self, owner: EncoderProcess, request_id: int, future: Future[TokenEncoding]):
         self._owner = owner
         self._id = request_id
         self._future = future
-        self._kind = kind
-        #: the same request's entities, when the child was asked to find them
-        self.entities: _Pending | None = None
 
-    def result(self, timeout: float = RESULT_TIMEOUT) -> Any:
+    def result(self, timeout: float = RESULT_TIMEOUT) -> TokenEncoding:
         try:
             return self._future.result(timeout)
         except FutureTimeout as e:
@@ -328,7 +286,7 @@ class _Pending:
             raise EncoderProcessError(str(self._owner.broken)) from e
 
     def cancel(self) -> bool:
-        self._owner.forget(self._id, self._kind)
+        self._owner.forget(self._id)
         return True
 
 
@@ -389,12 +347,6 @@ def _decode(header: dict[str, Any], payload: bytes) -> TokenEncoding:
     )
 
 
-def _entities(header: dict[str, Any]) -> tuple[int, list[tuple[int, int, str]]]:
-    count = int(header["tokens"])
-    spans = [(int(s), int(e), str(label)) for s, e, label in header["ents"]]
-    return count, spans
-
-
 def serve(requests: Connection, results: Connection, args: argparse.Namespace) -> None:
     """The child's loop: load the encoder, report the path, answer until told to stop."""
     try:
@@ -411,19 +363,7 @@ def serve(requests: Connection, results: Connection, args: argparse.Namespace) -
     except Exception as e:  # noqa: BLE001 - reported to the parent, which carries on without us
         results.send_bytes(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
         return
-    nlp, ner_error = None, None
-    if args.ner_model:
-        try:
-            import spacy
-
-            nlp = spacy.load(args.ner_model)
-            nlp.get_pipe("ner")
-        except Exception as e:  # noqa: BLE001 - the parent runs its NER itself then
-            nlp, ner_error = None, f"{type(e).__name__}: {e}"
-    hello = {"ready": True, "path": encoder.single_path_name, "ner": nlp is not None}
-    if ner_error:
-        hello["ner_error"] = ner_error
-    results.send_bytes(json.dumps(hello).encode())
+    results.send_bytes(json.dumps({"ready": True, "path": encoder.single_path_name}).encode())
     while True:
         try:
             request = json.loads(requests.recv_bytes())
@@ -443,21 +383,6 @@ def serve(requests: Connection, results: Connection, args: argparse.Namespace) -
             results.send_bytes(payload)
         except OSError:
             return
-        ner_text = request.get("ner_text")
-        if ner_text is None or nlp is None:
-            continue
-        from nlu_components.ner import entities_on_tokens
-
-        reply: dict[str, Any] = {"id": request["id"], "kind": "entities"}
-        try:
-            count, spans = entities_on_tokens(nlp, [str(ner_text)])[0]
-            reply.update(tokens=count, ents=[list(span) for span in spans])
-        except Exception as e:  # noqa: BLE001 - the parent runs its NER itself then
-            reply["error"] = str(e)
-        try:
-            results.send_bytes(json.dumps(reply).encode())
-        except OSError:
-            return
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -468,7 +393,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-length", type=int, required=True)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precision", default="auto")
-    parser.add_argument("--ner-model", default=None)
     args = parser.parse_args(argv)
     import torch
 

