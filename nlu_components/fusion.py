@@ -379,11 +379,15 @@ class FusionClassifierModel:
         if not self.use_syntax:
             return None
         sparse = self._sparse(examples)
+        inputs = [(list(e.cues), list(e.words)) for e in examples]
+        return SymbolicView(inputs, sparse, self._symbolic_logits(sparse))
+
+    def _symbolic_logits(self, sparse: sp.csr_matrix) -> np.ndarray:
+        """The symbolic view's logits of tf-idf rows `sparse`, float32."""
         logits = (
             np.asarray(sparse @ self.weights["symbolic_weight"]) + self.weights["symbolic_bias"]
         )
-        inputs = [(list(e.cues), list(e.words)) for e in examples]
-        return SymbolicView(inputs, sparse, logits.astype(np.float32))
+        return logits.astype(np.float32)
 
     def _view_logits(
         self,
@@ -402,11 +406,7 @@ class FusionClassifierModel:
         if self.use_syntax and symbolic_logits is not None:
             lt = symbolic_logits
         elif self.use_syntax:
-            if sparse is None:
-                sparse = self._sparse(examples)
-            lt = (
-                np.asarray(sparse @ self.weights["symbolic_weight"]) + self.weights["symbolic_bias"]
-            )
+            lt = self._symbolic_logits(self._sparse(examples) if sparse is None else sparse)
         return lm.astype(np.float32), lt.astype(np.float32)
 
     def _combine(

@@ -96,12 +96,17 @@ class RowSearch:
         self._columns: torch.Tensor | None = None
         self._approximate: torch.Tensor | None = None
         if kernel is None:
-            kernel = self._fastest(bf16)
+            kernel = self._fastest(bf16)  # builds the copies it times
         self.kernel = kernel
-        if kernel == "columns":
+        if kernel == "columns" and self._columns is None:
             self._columns = self.exact.T.contiguous()
-        elif kernel == "bf16":
+        elif kernel == "bf16" and self._approximate is None:
             self._approximate = self.exact.to(torch.bfloat16)
+        # only the chosen kernel's copy is kept
+        if kernel != "columns":
+            self._columns = None
+        if kernel != "bf16":
+            self._approximate = None
 
     def __len__(self) -> int:
         return int(self.exact.shape[0])
@@ -110,8 +115,8 @@ class RowSearch:
         if self.exact.numel() < TIMED_MIN_SIZE or len(self) == 0:
             return "rows"
         timings: dict[str, float] = {}
-        columns = self.exact.T.contiguous()
-        approximate = self.exact.to(torch.bfloat16) if bf16 else None
+        self._columns = columns = self.exact.T.contiguous()
+        self._approximate = approximate = self.exact.to(torch.bfloat16) if bf16 else None
         probes = self.exact[:: max(1, len(self) // 5)][:5]
         with torch.inference_mode():
             runs: dict[str, Callable[[torch.Tensor], object]] = {

@@ -72,6 +72,9 @@ def test_row_search_times_its_kernels_on_large_matrices_only() -> None:
     assert small.kernel == "rows"  # below the timing size: no timing
     large = RowSearch(_unit(rng.normal(size=(3000, 64))), bf16=False)
     assert large.kernel in ("rows", "columns")  # bfloat16 not offered
+    # only the chosen kernel's copy of the rows is kept
+    assert (large._columns is not None) == (large.kernel == "columns")
+    assert large._approximate is None
     assert RowSearch(_unit(rng.normal(size=(3000, 64))), bf16=True).kernel in KERNELS
     empty = RowSearch(np.zeros((0, 8), np.float32))
     with torch.inference_mode():
