@@ -25,10 +25,11 @@ from nlu_components.fusion import FusionClassifierModel, FusionConfig  # noqa: E
 tr_x, tr_y = featurize(Path(sys.argv[2]), (2, 4, 6))
 dv_x, dv_y = featurize(Path(sys.argv[4]), (2, 4, 6))
 dv_y = np.array(dv_y)
+QS = (0.02, 0.01, 0.0075, 0.005, 0.0025)
 for views in (("encoder", "syntax"), ("encoder",)):
-    for q in (0.02, 0.01, 0.005):
+    for q in QS:
         cfg = FusionConfig(views=views, refit_on_all=False, oos_in_scope_rejection=q)
-        if q == 0.02:
+        if q == QS[0]:
             model = FusionClassifierModel.train(tr_x, tr_y, cfg)
             y, ti, vi = model.split(tr_y)
         else:

@@ -107,6 +107,12 @@ def evaluate(
             entity_f1=overall.f1,
             n_test_entities=overall.support,
         )
+        tokens = metrics.entity_token_prf([e.text for e in test], gold_entities, pred_entities)
+        flat.update(
+            entity_token_precision=tokens.precision,
+            entity_token_recall=tokens.recall,
+            entity_token_f1=tokens.f1,
+        )
         details["per_entity_type"] = {
             k: v.as_dict()
             for k, v in metrics.entity_prf_by_type(gold_entities, pred_entities).items()
@@ -142,6 +148,7 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("entity_precision", "entity P", "pct"),
     ("entity_recall", "entity R", "pct"),
     ("entity_f1", "entity F1", "pct"),
+    ("entity_token_f1", "entity F1 (words)", "pct"),
     ("train_seconds", "train s", "s"),
     ("parse_ms_p50", "parse p50 ms", "ms"),
     ("parse_ms_p95", "parse p95 ms", "ms"),

@@ -126,3 +126,22 @@ def test_most_confused_and_confusion_matrix() -> None:
     assert metrics.most_confused(gold, pred) == [("a", "b", 2), ("b", "a", 1)]
     assert metrics.most_confused_labels(gold, pred, max_labels=5) == ["a", "b"]
     assert metrics.confusion_matrix(gold, pred, ["a", "b"]) == [[1, 2], [1, 0]]
+
+
+def test_entity_token_prf_credits_the_right_words_of_a_partly_right_span() -> None:
+    text = "wake me next friday at 7 am"
+    gold = [{(8, 19, "date"), (23, 27, "time")}]  # "next friday", "7 am"
+    pred = [{(13, 19, "date"), (23, 24, "time"), (0, 4, "event")}]  # "friday", "7", "wake"
+    tokens = metrics.entity_token_prf([text], gold, pred)
+    # friday, 7 right; next and am missed; wake spurious
+    assert (tokens.tp, tokens.fp, tokens.fn) == (2, 1, 2)
+    assert tokens.precision == pytest.approx(2 / 3)
+    assert tokens.recall == pytest.approx(0.5)
+    assert metrics.entity_prf(gold, pred).tp == 0  # no span is exactly right
+    # a word with the wrong type is both a false positive and a false negative
+    wrong = metrics.entity_token_prf(["to Anna"], [{(3, 7, "person")}], [{(3, 7, "city")}])
+    assert (wrong.tp, wrong.fp, wrong.fn) == (0, 1, 1)
+    # nothing to find and nothing found: zero, not an error
+    assert metrics.entity_token_prf(["hello there"], [set()], [set()]).f1 == 0.0
+    with pytest.raises(ValueError):
+        metrics.entity_token_prf(["a", "b"], [set()], [set()])
