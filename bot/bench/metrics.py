@@ -244,10 +244,10 @@ def entity_token_prf(
     Each whitespace-separated word of `texts[i]` takes the type of the first span (by start)
     that overlaps it, or none. A word with a gold type counts as a true positive when the
     prediction gives it the same type, else as a false negative; a word with a predicted type
-    that differs from its gold type (none included) counts as a false positive. Partly right
-    spans ("next friday" for "friday") earn credit for their right words, which exact-span
-    matching (`entity_prf`) does not give; published entity figures of DIET and of
-    `rasa test` are of this kind.
+    that differs from its gold type (none included) counts as a false positive. A partly right
+    span ("friday" for the gold "next friday") earns credit for its right words, which
+    exact-span matching (`entity_prf`) does not give; published entity figures of DIET and
+    of `rasa test` are of this kind.
     """
     _check_lengths(texts, gold)
     _check_lengths(gold, pred)
