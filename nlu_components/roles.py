@@ -685,7 +685,9 @@ def _coordinated_verbs(token: Token) -> list[Token]:
 def find_values(doc: Doc) -> list[Value]:
     """Amounts, currencies, dates, card references, people, organisations and places.
 
-    Rules over spaCy's entities and the tokens; spans never overlap (longest first).
+    Rules over spaCy's entities and the tokens; spans never overlap (longest first). On a doc
+    the NER has not run on, people are runs of proper nouns, and there are no organisations
+    or places.
     """
     found: list[Value] = []
     tokens = list(doc)
@@ -754,6 +756,17 @@ def find_values(doc: Doc) -> list[Value]:
             add("org", ent.start, ent.end)
         elif ent.label_ in {"GPE", "LOC", "NORP"}:
             add("place", ent.start, ent.end)
+    if not doc.has_annotation("ENT_IOB"):
+        # no NER ran (the slot filler's default): a run of proper nouns is taken for a
+        # person, as the tagger's per-token view does; organisations and places then come
+        # from the learned tagger alone
+        run: list[int] = []
+        for i in range(len(doc) + 1):
+            if i < len(doc) and doc[i].pos_ == "PROPN" and i not in used:
+                run.append(i)
+            elif run:
+                add("person", run[0], run[-1] + 1)
+                run = []
     return sorted(found, key=lambda v: v.start)
 
 

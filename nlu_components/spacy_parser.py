@@ -34,7 +34,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 
 from rasa.engine.graph import ExecutionContext
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
@@ -215,6 +215,25 @@ class ParsingSpacyNLP(SpacyNLP):
             if text and isinstance(text, str):
                 prefetch_live(text)
         return super().process(messages, model)  # type: ignore[no-any-return]
+
+
+@overload
+def without_entities(doc: Doc) -> Doc: ...
+
+
+@overload
+def without_entities(doc: None) -> None: ...
+
+
+def without_entities(doc: Doc | None) -> Doc | None:
+    """`doc`, or a copy of it without named entities where the NER has run on it (the shared
+    doc stays as it is for other components). A reader that ignores the NER sees the same
+    thing whether or not another component made spaCy run it."""
+    if doc is None or not doc.has_annotation("ENT_IOB"):
+        return doc
+    copy = doc.copy()
+    copy.set_ents([], default="missing")
+    return copy
 
 
 def ensure_entities(docs: Iterable[Doc | None]) -> None:

