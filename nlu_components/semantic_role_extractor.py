@@ -114,16 +114,16 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             "train_on_annotated_intents_only": True,
             # Role and value features from the frames (the ablation switch).
             "use_role_features": True,
-            # POS, dependency label, head and NER features from the parse.
+            # POS, dependency label and head features from the parse (and NER ones with
+            # use_spacy_entities).
             "use_dependency_features": True,
             # Read spaCy's named entities (PERSON, ORG, GPE, DATE, MONEY, ...) as tagger
             # features and as typed values for the frames. Off by default: the tagger learns
-            # these types from the annotations better than the news-trained NER predicts them
-            # (tagger alone, dev exact-span F1 with / without: SNIPS 96.54 / 96.63, HWU64
-            # 80.24 / 81.29; scripts/role_tagger_ablation.py), and without a reader the parse
-            # skips spaCy's NER, about 2 ms a message. The rules still find amounts,
-            # currencies, card references, date words and proper-noun persons. true = the
-            # frames also type ORG / GPE / DATE / PERSON spans from the NER.
+            # the types from the annotations as well without them (dev exact-span F1 with /
+            # without, `fusiondesk bench nlu`: HWU64 80.64 / 80.88, SNIPS 96.30 / 96.38), and
+            # with no reader the parse skips spaCy's NER, 2-5 ms a message. The rules still
+            # find amounts, currencies, card references, date words and proper-noun persons.
+            # true = the frames also type ORG / GPE / DATE / PERSON spans from the NER.
             "use_spacy_entities": False,
             # Is this word sequence an annotated entity somewhere in the training data? Built
             # out-of-fold (lexicon_folds) while training; sequences of up to lexicon_max_words.

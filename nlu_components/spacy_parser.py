@@ -12,9 +12,10 @@ so the two models' arithmetic overlaps instead of running one after the other.
 
 The named-entity recogniser runs only where entities are read (`defer_ner`, default on, when
 `ner` is the pipeline's last component). spaCy's NER has its own token-to-vector network and
-costs about half of the parse, and in our pipeline only the slot filler reads entities:
+costs about half of the parse, and in our pipeline only the slot filler reads entities, and
+only with its `use_spacy_entities: true` (off by default; then the NER never runs):
 
-* training data is parsed without it; the slot filler runs it on the training messages it
+* training data is parsed without it; such a slot filler runs it on the training messages it
   learns from (those of intents with entity annotations);
 * incoming messages are parsed without it when the loaded model's slot filler has declared
   whether it reads entities (`declare_entity_use`) and Rasa's `SpacyEntityExtractor` is not in
