@@ -516,6 +516,7 @@ class RoleTagger:
         tagger_input: TaggerInput,
         lexicon: Lexicon | None = None,
         guesses: np.ndarray | None = None,
+        parse_features: list[dict[str, float]] | None = None,
     ) -> list[dict[str, float]]:
         """CRFsuite feature dicts (name → value), one per token.
 
@@ -524,16 +525,16 @@ class RoleTagger:
             lexicon: the lexicon to look words up in (default: the trained one).
             guesses: (tokens, labels) neural label probabilities (default: the trained
                 neural tagger's, when it has one).
+            parse_features: `parse_features(tagger_input)` computed earlier (the dicts are
+                completed in place); computed here when None.
         """
         doc = tagger_input.doc
         config = self.config
-        lexicon = lexicon or self.lexicon
-        lexical = lexicon.features(doc) if config.use_lexicon_features and lexicon else None
-        annotations: list[TokenAnnotation] | None = None
-        if config.use_role_features:
-            annotations = tagger_input.annotations or token_annotations(doc)
-            if tagger_input.annotations is None:
-                tagger_input = replace(tagger_input, annotations=annotations)
+        if config.use_role_features and tagger_input.annotations is None:
+            tagger_input = replace(tagger_input, annotations=token_annotations(doc))
+        out = parse_features
+        if out is None or len(out) != len(doc):
+            out = self.parse_features(tagger_input, lexicon)
         guessed: list[str] | None = None
         if guesses is None and config.use_neural_features and self.neural is not None:
             guesses = self.neural.probabilities([self._neural_example(tagger_input)])[0]
@@ -547,14 +548,52 @@ class RoleTagger:
                 raise ComponentConfigError("this tagger was trained with encoder features")
             reduced, cluster_ids = self.projection.token_features(tagger_input.vectors)
             sentence_cluster = self.projection.sentence_cluster(tagger_input.sentence)
-        words = [_word_features(t) for t in doc]
         intent = tagger_input.intent if config.use_intent_features else None
+        lower = [_word(t) for t in doc] if intent or reduced is not None else []
+        for i, feats in enumerate(out):
+            if intent:
+                feats[f"intent={intent}"] = 1.0
+                feats[f"intent={intent}|w={lower[i]}"] = 1.0
+            if guessed is not None:
+                feats[f"nn={guessed[i]}"] = 1.0
+                for offset in (-1, 1):
+                    if 0 <= i + offset < len(doc):
+                        feats[f"{offset}:nn={guessed[i + offset]}"] = 1.0
+            if reduced is not None:
+                for k, value in enumerate(reduced[i]):
+                    feats[f"e{k}"] = float(value)
+                for level, ids in enumerate(cluster_ids):
+                    feats[f"c{level}={ids[i]}"] = 1.0
+                    if level == len(cluster_ids) - 1:
+                        feats[f"c{level}w={ids[i]}|{lower[i]}"] = 1.0
+                    for offset in (-1, 1):
+                        j = i + offset
+                        if 0 <= j < len(doc):
+                            feats[f"{offset}:c{level}={ids[j]}"] = 1.0
+                if sentence_cluster is not None:
+                    feats[f"s={sentence_cluster}"] = 1.0
+                    feats[f"s={sentence_cluster}|w={lower[i]}"] = 1.0
+        return out
+
+    def parse_features(
+        self, tagger_input: TaggerInput, lexicon: Lexicon | None = None
+    ) -> list[dict[str, float]]:
+        """The part of `featurize` that needs only the parse: the words and their
+        neighbours, the dependencies, the roles (from `tagger_input.annotations`, computed
+        when missing) and the lexicon. A served model computes it while the transformer
+        still works on the message; `featurize` adds the intent, neural and encoder features.
+        """
+        doc = tagger_input.doc
+        config = self.config
+        lexicon = lexicon or self.lexicon
+        lexical = lexicon.features(doc) if config.use_lexicon_features and lexicon else None
+        annotations: list[TokenAnnotation] | None = None
+        if config.use_role_features:
+            annotations = tagger_input.annotations or token_annotations(doc)
+        words = [_word_features(t) for t in doc]
         out: list[dict[str, float]] = []
         for i, token in enumerate(doc):
             feats: dict[str, float] = {"bias": 1.0}
-            if intent:
-                feats[f"intent={intent}"] = 1.0
-                feats[f"intent={intent}|w={words[i]['w']}"] = 1.0
             for key, value in words[i].items():
                 feats[f"{key}={value}"] = 1.0
             for offset in range(1, config.window + 1):
@@ -580,48 +619,41 @@ class RoleTagger:
                     feats[f"lex={hit}"] = 1.0
                 if not lexical[i]:
                     feats["lex=none"] = 1.0
-            if guessed is not None:
-                feats[f"nn={guessed[i]}"] = 1.0
-                for offset in (-1, 1):
-                    if 0 <= i + offset < len(doc):
-                        feats[f"{offset}:nn={guessed[i + offset]}"] = 1.0
-            if reduced is not None:
-                for k, value in enumerate(reduced[i]):
-                    feats[f"e{k}"] = float(value)
-                for level, ids in enumerate(cluster_ids):
-                    feats[f"c{level}={ids[i]}"] = 1.0
-                    if level == len(cluster_ids) - 1:
-                        feats[f"c{level}w={ids[i]}|{words[i]['w']}"] = 1.0
-                    for offset in (-1, 1):
-                        j = i + offset
-                        if 0 <= j < len(doc):
-                            feats[f"{offset}:c{level}={ids[j]}"] = 1.0
-                if sentence_cluster is not None:
-                    feats[f"s={sentence_cluster}"] = 1.0
-                    feats[f"s={sentence_cluster}|w={words[i]['w']}"] = 1.0
             out.append(feats)
         return out
 
     # -- prediction -------------------------------------------------------------------------
 
-    def predict(self, inputs: Sequence[TaggerInput]) -> list[list[EntitySpan]]:
+    def predict(
+        self,
+        inputs: Sequence[TaggerInput],
+        parse_features: Sequence[list[dict[str, float]] | None] | None = None,
+    ) -> list[list[EntitySpan]]:
         """Entity spans (character offsets, confidence from the CRF marginals) per input.
+
+        `parse_features`: per input, its `parse_features` computed earlier, or None.
 
         Raises:
             ModelLoadError: the tagger was never trained or loaded.
         """
         if self._tagger is None:
             raise ModelLoadError("the role tagger is not trained: train it or load a model")
+        ahead = list(parse_features) if parse_features is not None else [None] * len(inputs)
+        if len(ahead) != len(inputs):
+            raise ValueError("parse_features must have one entry per input")
         with one_blas_thread():
-            return [self._predict_one(i) for i in inputs]
+            return [self._predict_one(i, a) for i, a in zip(inputs, ahead, strict=True)]
 
-    def _predict_one(self, tagger_input: TaggerInput) -> list[EntitySpan]:
+    def _predict_one(
+        self, tagger_input: TaggerInput, parse_features: list[dict[str, float]] | None = None
+    ) -> list[EntitySpan]:
         doc = tagger_input.doc
         if not len(doc):
             return []
         if self.config.use_encoder_features:
             self._check_vectors([tagger_input])
-        tags = self._tagger.tag(self.featurize(tagger_input))
+        features = self.featurize(tagger_input, parse_features=parse_features)
+        tags = self._tagger.tag(features)
         marginals = [self._tagger.marginal(tag, i) for i, tag in enumerate(tags)]
         return decode_bio(doc, tags, marginals)
 
@@ -777,9 +809,14 @@ def _shape(text: str) -> str:
     return re.sub(r"(.)\1{2,}", r"\1\1", out)[:8]
 
 
+def _word(token: Any) -> str:
+    """The word feature's value (`w=`) of a token."""
+    return str(token.text.lower())
+
+
 def _word_features(token: Any) -> dict[str, str]:
     text = token.text
-    lower = text.lower()
+    lower = _word(token)
     return {
         "w": lower,
         "suf3": lower[-3:],

@@ -45,12 +45,14 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from nlu_components.encoder_featurizer import add_wait_work
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.role_tagger import EntitySpan, RoleTagger, TaggerConfig, TaggerInput
 from nlu_components.roles import (
     Frame,
     MappedEntity,
     RoleMappingRule,
+    TokenAnnotation,
     Value,
     covering_argument,
     extract_frames,
@@ -86,6 +88,23 @@ _TAGGER_KEYS = (
     "random_seed",
 )
 _TOKEN_VECTOR_SOURCES = ("featurizer", "encoder", "none")
+#: Message key of the parse-only work a served model does ahead (`_parse_ahead`).
+PARSED_AHEAD = "fusiondesk_slot_filler_parsed"
+
+
+@dataclasses.dataclass
+class ParsedAhead:
+    """What the extractor computes from a message's parse alone (`_parse`)."""
+
+    #: The message's spaCy doc this was computed from (`process` checks it is unchanged).
+    source: Any
+    #: The doc the extractor reads: `source`, or a copy without spaCy's entities.
+    doc: Any
+    frames: list[Frame]
+    values: list[Value]
+    annotations: list[TokenAnnotation]
+    #: The tagger's `parse_features` of `doc`, when computed ahead.
+    features: list[dict[str, float]] | None = None
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=True)
@@ -276,56 +295,86 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
         return doc
 
     def _inputs(
-        self, messages: list[Message]
+        self, messages: list[Message], ahead: list[ParsedAhead | None] | None = None
     ) -> tuple[list[TaggerInput | None], list[tuple[list[Frame], list[Value]] | None]]:
         """Tagger inputs and (frames, values) per message; None for messages without words.
 
         The frames are computed once per message: the tagger's role features and the
-        role mapping both use them.
+        role mapping both use them. `ahead`: per message, its `_parse_ahead` result, used
+        when it was computed from the message's current parse.
         """
-        inputs = self._vectors(messages)
-        analyses: list[tuple[list[Frame], list[Value]] | None] = []
-        out: list[TaggerInput | None] = []
-        for tagger_input in inputs:
-            if tagger_input is None:
-                out.append(None)
-                analyses.append(None)
-                continue
-            frames, values = extract_frames(tagger_input.doc), find_values(tagger_input.doc)
-            annotations = token_annotations(tagger_input.doc, frames, values)
-            out.append(dataclasses.replace(tagger_input, annotations=annotations))
-            analyses.append((frames, values))
-        return out, analyses
-
-    def _vectors(self, messages: list[Message]) -> list[TaggerInput | None]:
-        inputs = self._vector_inputs(messages)
-        return [
-            None if i is None else dataclasses.replace(i, intent=_intent_name(m))
-            for i, m in zip(inputs, messages, strict=True)
-        ]
-
-    def _vector_inputs(self, messages: list[Message]) -> list[TaggerInput | None]:
-        # messages without words ("", "   ") get no entities and need no features
-        docs = [
+        sources = [
             self._doc(m) if m.get(TEXT) and str(m.get(TEXT)).strip() else None for m in messages
         ]
+        ahead = ahead or [None] * len(messages)
+        parsed: list[ParsedAhead | None] = [
+            a if a is not None and source is not None and a.source is source else None
+            for source, a in zip(sources, ahead, strict=True)
+        ]
+        missing = [
+            n for n, (p, s) in enumerate(zip(parsed, sources)) if p is None and s is not None
+        ]
+        for n, computed in zip(missing, self._parse([sources[n] for n in missing]), strict=True):
+            parsed[n] = computed
+        vectors = self._token_vectors(messages, [p.doc if p else None for p in parsed])
+        inputs: list[TaggerInput | None] = []
+        for message, p, found in zip(messages, parsed, vectors, strict=True):
+            inputs.append(
+                None
+                if p is None or found is None
+                else TaggerInput(p.doc, found[0], found[1], p.annotations, _intent_name(message))
+            )
+        analyses = [
+            None if p is None or i is None else (p.frames, p.values)
+            for p, i in zip(parsed, inputs, strict=True)
+        ]
+        return inputs, analyses
+
+    def _parse(self, sources: list[Any]) -> list[ParsedAhead]:
+        """The parse-only analysis of docs: the doc this extractor reads (spaCy's entities
+        removed unless `use_spacy_entities`), frames, values, per-token annotations and, with
+        a trained tagger, its parse features."""
         if self._config["use_spacy_entities"]:
-            ensure_entities(docs)  # training docs are parsed without NER until needed here
+            ensure_entities(sources)  # training docs are parsed without NER until needed here
+            docs = list(sources)
         else:
-            docs = [without_entities(d) for d in docs]
+            docs = [without_entities(d) for d in sources]
+        out = []
+        for source, doc in zip(sources, docs, strict=True):
+            frames, values = extract_frames(doc), find_values(doc)
+            annotations = token_annotations(doc, frames, values)
+            out.append(ParsedAhead(source, doc, frames, values, annotations))
+        return out
+
+    def _parse_ahead(self, messages: list[Message]) -> None:
+        """Wait work (`add_wait_work`): each message's `_parse` and the tagger's parse
+        features, left on it for `process` while the featurizer waits for the encoder."""
+        with_words = [
+            m
+            for m in messages
+            if m.get(TEXT) and str(m.get(TEXT)).strip() and m.get(SPACY_DOCS[TEXT]) is not None
+        ]
+        parsed = self._parse([self._doc(m) for m in with_words])
+        for message, p in zip(with_words, parsed, strict=True):
+            if self.tagger is not None:
+                p.features = self.tagger.parse_features(
+                    TaggerInput(p.doc, annotations=p.annotations)
+                )
+            message.set(PARSED_AHEAD, p)
+
+    def _token_vectors(
+        self, messages: list[Message], docs: list[Any]
+    ) -> list[tuple[np.ndarray | None, np.ndarray | None] | None]:
+        """(token vectors, sentence vector) per message with a doc (None without one)."""
         source = self._config["token_vectors"]
         if source == "none":
-            return [TaggerInput(d) if d is not None else None for d in docs]
+            return [None if d is None else (None, None) for d in docs]
         if source == "encoder":
             return self._encode(docs)
-        out: list[TaggerInput | None] = []
-        for message, doc in zip(messages, docs, strict=True):
-            if doc is None:
-                out.append(None)
-                continue
-            vectors, sentence = self._featurizer_vectors(message, doc)
-            out.append(TaggerInput(doc, vectors, sentence))
-        return out
+        return [
+            None if doc is None else self._featurizer_vectors(message, doc)
+            for message, doc in zip(messages, docs, strict=True)
+        ]
 
     def _featurizer_vectors(self, message: Message, doc: Any) -> tuple[np.ndarray, np.ndarray]:
         name = self._config["featurizer_name"]
@@ -352,7 +401,7 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             )
         return _tokens_to_doc(sequence, [(t.start, t.end) for t in tokens], doc), sentence
 
-    def _encode(self, docs: list[Any]) -> list[TaggerInput | None]:
+    def _encode(self, docs: list[Any]) -> list[tuple[np.ndarray | None, np.ndarray | None] | None]:
         from nlu_components.align import pool_pieces_to_tokens
         from nlu_components.encoder import load_encoder
 
@@ -360,15 +409,19 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             self._encoder = load_encoder(self._config["encoder_model_path"])
         present = [d for d in docs if d is not None]
         encodings = iter(self._encoder.encode_tokens([d.text for d in present]))
-        out: list[TaggerInput | None] = []
+        out: list[tuple[np.ndarray | None, np.ndarray | None] | None] = []
         for doc in docs:
             if doc is None:
                 out.append(None)
                 continue
             encoding = next(encodings)
             spans = [(t.idx, t.idx + len(t.text)) for t in doc]
-            vectors = pool_pieces_to_tokens(encoding.vectors, encoding.offsets, spans)
-            out.append(TaggerInput(doc, vectors, encoding.sentence))
+            out.append(
+                (
+                    pool_pieces_to_tokens(encoding.vectors, encoding.offsets, spans),
+                    encoding.sentence,
+                )
+            )
         return out
 
     # ------------------------------------------------------------------ training
@@ -465,6 +518,9 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
         )
         # lets the parser skip spaCy's NER for a model whose slot filler does not read it
         declare_entity_use(execution_context.model_id, extractor.reads_spacy_entities)
+        if extractor.finds_entities:
+            # the frames and the tagger's parse features, while the featurizer waits
+            add_wait_work(execution_context.model_id, extractor._parse_ahead)
         return extractor
 
     # ------------------------------------------------------------------ inference
@@ -491,12 +547,17 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
         """Add our entities to each message (others' entities are kept as they are)."""
         if not self.finds_entities:
             return messages  # no parse features, frames or spaCy entities needed
-        inputs, analyses = self._inputs(messages)
+        ahead: list[ParsedAhead | None] = [m.data.pop(PARSED_AHEAD, None) for m in messages]
+        inputs, analyses = self._inputs(messages, ahead)
         predicted: list[list[EntitySpan]] = [[] for _ in messages]
         if self.tagger is not None:
             present = [(n, i) for n, i in enumerate(inputs) if i is not None]
+            features = [
+                a.features if a is not None and a.doc is i.doc else None
+                for a, i in ((ahead[n], i) for n, i in present)
+            ]
             for (n, _), spans in zip(
-                present, self.tagger.predict([i for _, i in present]), strict=True
+                present, self.tagger.predict([i for _, i in present], features), strict=True
             ):
                 predicted[n] = spans
         for message, tagger_input, analysis, spans in zip(

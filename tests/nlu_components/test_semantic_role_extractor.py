@@ -1,7 +1,8 @@
 """`SemanticRoleEntityExtractor` with the real parsing spaCy pipeline and encoder featurizer.
 
 Train → process → persist → load → same entities; batch equals one-by-one; others' entities
-are kept; a missing model fails loudly; frames fill rare entity types.
+are kept; a missing model fails loudly; frames fill rare entity types; a served model's
+parse-only work is done while the encoder works, and only for the parse it came from.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.engine.storage.local_model_storage import LocalModelStorage
 from rasa.engine.storage.resource import Resource
-from rasa.nlu.constants import SPACY_DOCS
+from rasa.nlu.constants import SPACY_DOCS, TOKENS_NAMES
 from rasa.nlu.tokenizers.spacy_tokenizer import SpacyTokenizer
 from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.formats.rasa_yaml import RasaYAMLReader
@@ -24,7 +25,12 @@ from rasa.shared.nlu.training_data.message import Message
 from nlu_components.encoder_featurizer import TransformerEncoderFeaturizer
 from nlu_components.errors import ComponentConfigError, ModelLoadError
 from nlu_components.roles import find_values
-from nlu_components.semantic_role_extractor import META_FILE, SemanticRoleEntityExtractor
+from nlu_components.semantic_role_extractor import (
+    META_FILE,
+    PARSED_AHEAD,
+    ParsedAhead,
+    SemanticRoleEntityExtractor,
+)
 from nlu_components.spacy_parser import (
     NER_PENDING,
     ParsingSpacyNLP,
@@ -508,3 +514,45 @@ def test_spacy_entities_when_configured_and_for_models_saved_before_the_setting(
         assert meta.pop("use_spacy_entities") is True
         meta_file.write_text(json.dumps(meta), encoding="utf-8")
     assert _load_as(pipeline, resource, "model-from-before").reads_spacy_entities
+
+
+def test_a_served_model_reads_the_parse_while_the_encoder_works(
+    trained: tuple[SemanticRoleEntityExtractor, Resource],
+    pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, resource = trained
+    loaded = _load_as(pipeline, resource, "model-parsing-ahead")
+    calls: list[str] = []
+    parse_features = loaded.tagger.parse_features
+
+    def counted(tagger_input: Any, lexicon: Any = None) -> Any:
+        calls.append(tagger_input.doc.text)
+        return parse_features(tagger_input, lexicon)
+
+    monkeypatch.setattr(loaded.tagger, "parse_features", counted)
+    message = _serve(pipeline, "model-parsing-ahead", TEXTS[0])
+    # the featurizer's wait ran the extractor's parse-only work on the message
+    ahead = message.get(PARSED_AHEAD)
+    assert isinstance(ahead, ParsedAhead)
+    assert ahead.source is message.get(SPACY_DOCS[TEXT]) and ahead.features is not None
+    assert calls == [TEXTS[0]]
+    calls.clear()
+    loaded.process([message])
+    assert calls == [] and message.get(PARSED_AHEAD) is None  # taken, not recomputed
+    assert ("person", "Anna", "recipient") in simple(message.get(ENTITIES))
+    # the same entities as a message whose parse is analysed only in `process`
+    (plain,) = pipeline.prepare([Message(data={TEXT: TEXTS[0]})])
+    loaded.process([plain])
+    assert calls == [TEXTS[0]] and plain.get(ENTITIES) == message.get(ENTITIES)
+    # work done ahead on another parse than the message's current one is not used
+    calls.clear()
+    stale = _serve(pipeline, "model-parsing-ahead", TEXTS[1])
+    (other,) = pipeline.prepare([Message(data={TEXT: TEXTS[0]})])
+    stale.set(SPACY_DOCS[TEXT], other.get(SPACY_DOCS[TEXT]))
+    stale.set(TEXT, TEXTS[0])
+    stale.features = other.features
+    stale.set(TOKENS_NAMES[TEXT], other.get(TOKENS_NAMES[TEXT]))
+    loaded.process([stale])
+    assert calls == [TEXTS[1], TEXTS[0]]  # ahead for TEXTS[1], then recomputed for TEXTS[0]
+    assert stale.get(ENTITIES) == message.get(ENTITIES)
