@@ -332,8 +332,8 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
 
     def _parse(self, sources: list[Any]) -> list[ParsedAhead]:
         """The parse-only analysis of docs: the doc this extractor reads (spaCy's entities
-        removed unless `use_spacy_entities`), frames, values, per-token annotations and, with
-        a trained tagger, its parse features."""
+        removed unless `use_spacy_entities`), its frames, values and per-token annotations
+        (`_parse_ahead` adds the tagger's parse features)."""
         if self._config["use_spacy_entities"]:
             ensure_entities(sources)  # training docs are parsed without NER until needed here
             docs = list(sources)
