@@ -294,6 +294,12 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
             )
         return doc
 
+    def _source(self, message: Message) -> Any:
+        """The message's parse; None for messages without words ("", "   "), which get no
+        entities and need no features, or without a parse."""
+        text = message.get(TEXT)
+        return self._doc(message) if text and str(text).strip() else None
+
     def _inputs(
         self, messages: list[Message], ahead: list[ParsedAhead | None] | None = None
     ) -> tuple[list[TaggerInput | None], list[tuple[list[Frame], list[Value]] | None]]:
@@ -303,9 +309,7 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
         role mapping both use them. `ahead`: per message, its `_parse_ahead` result, used
         when it was computed from the message's current parse.
         """
-        sources = [
-            self._doc(m) if m.get(TEXT) and str(m.get(TEXT)).strip() else None for m in messages
-        ]
+        sources = [self._source(m) for m in messages]
         ahead = ahead or [None] * len(messages)
         parsed: list[ParsedAhead | None] = [
             a if a is not None and source is not None and a.source is source else None
@@ -349,13 +353,9 @@ class SemanticRoleEntityExtractor(GraphComponent, EntityExtractorMixin):
     def _parse_ahead(self, messages: list[Message]) -> None:
         """Wait work (`add_wait_work`): each message's `_parse` and the tagger's parse
         features, left on it for `process` while the featurizer waits for the encoder."""
-        with_words = [
-            m
-            for m in messages
-            if m.get(TEXT) and str(m.get(TEXT)).strip() and m.get(SPACY_DOCS[TEXT]) is not None
-        ]
-        parsed = self._parse([self._doc(m) for m in with_words])
-        for message, p in zip(with_words, parsed, strict=True):
+        present = [(m, source) for m in messages if (source := self._source(m)) is not None]
+        parsed = self._parse([source for _, source in present])
+        for (message, _), p in zip(present, parsed, strict=True):
             if self.tagger is not None:
                 p.features = self.tagger.parse_features(
                     TaggerInput(p.doc, annotations=p.annotations)
