@@ -45,10 +45,31 @@ class FineTuneConfig:
     validation_fraction: float = 0.1
     seed: int = 42
     label_smoothing: float = 0.1
+    #: Where the layers train: `auto` (a CUDA GPU when torch sees one, else the CPU), `cpu`,
+    #: `cuda` or `cuda:N`. The trained weights come back to the CPU either way.
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.layers < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ComponentConfigError("finetune `layers`, `epochs` and `batch_size` must be >= 1")
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ComponentConfigError(
+                f"finetune `device` must be auto, cpu, cuda or cuda:N, got {self.device!r}"
+            )
+
+
+def training_device(name: str) -> torch.device:
+    """The torch device `FineTuneConfig.device` names; an unavailable GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ComponentConfigError(
+            f"finetune `device: {name}` but torch sees no CUDA GPU here; use `auto` or `cpu`"
+        )
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise ComponentConfigError(f"finetune `device`: {e}") from e
 
 
 def trainable_layer_names(model: nn.Module, layers: int) -> list[str]:
@@ -64,7 +85,11 @@ def trainable_layer_names(model: nn.Module, layers: int) -> list[str]:
 
 
 def pooled(
-    model: nn.Module, encoder: SentenceEncoder, texts: Sequence[str], layers: Sequence[int]
+    model: nn.Module,
+    encoder: SentenceEncoder,
+    texts: Sequence[str],
+    layers: Sequence[int],
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """Differentiable pooled sentence vectors (B, len(layers) · d), as the featurizer makes them."""
     batch = encoder.tokenizer(
@@ -74,6 +99,8 @@ def pooled(
         max_length=encoder.max_length,
         return_tensors="pt",
     )
+    if device is not None:
+        batch = batch.to(device)
     states = model(**batch, output_hidden_states=True).hidden_states
     weights = batch["attention_mask"].unsqueeze(-1).float()
     chosen = list(layers) or [len(states) - 1]
@@ -98,13 +125,15 @@ def finetune(
         raise ComponentConfigError("fine-tuning needs at least two intents")
     y = np.array([label_list.index(label) for label in labels])
     train_idx, val_idx = _stratified_split(y, config.validation_fraction, config.seed)
-    net = copy.deepcopy(encoder.model)
+    device = training_device(config.device)
+    net = copy.deepcopy(encoder.model).to(device)
     names = set(trainable_layer_names(net, config.layers))
     for name, parameter in net.named_parameters():
         parameter.requires_grad_(name in names)
     torch.manual_seed(config.seed)
     dim = encoder.dim * max(1, len(config.pooling_layers))
-    head = nn.Linear(dim, len(label_list))
+    head = nn.Linear(dim, len(label_list)).to(device)
+    targets = torch.from_numpy(y).to(device)
     optimizer = torch.optim.AdamW(
         [
             {"params": [p for n, p in net.named_parameters() if n in names],
@@ -131,22 +160,26 @@ def finetune(
         with torch.inference_mode():
             for start in range(0, len(val_idx), 128):
                 index = val_idx[start : start + 128]
-                vectors = pooled(net, encoder, [texts[i] for i in index], config.pooling_layers)
-                predicted = head(HEAD_SCALE * vectors).argmax(-1).numpy()
-                correct += int((predicted == y[index]).sum())
+                vectors = pooled(
+                    net, encoder, [texts[i] for i in index], config.pooling_layers, device
+                )
+                predicted = head(HEAD_SCALE * vectors).argmax(-1)
+                correct += int((predicted == targets[_indices(index, device)]).sum())
         return correct / len(val_idx)
 
     try:
         best_accuracy = -1.0
-        best = copy.deepcopy(net.state_dict())
+        best = _on_cpu(net, names)
         order = list(train_idx)
         for epoch in range(1, config.epochs + 1):
             net.train()
             rng.shuffle(order)
             for start in range(0, len(order), config.batch_size):
                 index = order[start : start + config.batch_size]
-                vectors = pooled(net, encoder, [texts[i] for i in index], config.pooling_layers)
-                loss = loss_fn(head(HEAD_SCALE * vectors), torch.from_numpy(y[index]))
+                vectors = pooled(
+                    net, encoder, [texts[i] for i in index], config.pooling_layers, device
+                )
+                loss = loss_fn(head(HEAD_SCALE * vectors), targets[_indices(index, device)])
                 optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
@@ -155,7 +188,20 @@ def finetune(
             logger.info("fine-tuning: epoch %d held-out accuracy %.4f", epoch, accuracy)
             if accuracy > best_accuracy or math.isnan(accuracy):
                 best_accuracy = accuracy
-                best = copy.deepcopy(net.state_dict())
+                best = _on_cpu(net, names)
     finally:
         torch.set_num_threads(previous_threads)
-    return {name: best[name].clone() for name in sorted(names)}
+    return {name: best[name] for name in sorted(names)}
+
+
+def _indices(index: Sequence[int], device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(index, dtype=np.int64), device=device)
+
+
+def _on_cpu(net: nn.Module, names: set[str]) -> dict[str, torch.Tensor]:
+    """A copy of `net`'s trainable weights in CPU memory (the best epoch's so far)."""
+    return {
+        name: tensor.detach().to("cpu", copy=True)
+        for name, tensor in net.state_dict().items()
+        if name in names
+    }

@@ -68,6 +68,9 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             "finetune_batch_size": 32,
             "finetune_encoder_learning_rate": 0.00005,
             "finetune_head_learning_rate": 0.003,
+            # Where the layers train: `auto` (a CUDA GPU when torch sees one, else the CPU),
+            # `cpu`, `cuda` or `cuda:N`. Parsing stays on the CPU.
+            "finetune_device": "auto",
             # Encoder the fine-tuning mode starts from (null = the MiniLM package), its
             # word-piece limit and pooled layers; use the same values as
             # TransformerEncoderFeaturizer.
@@ -154,6 +157,7 @@ class FusedIntentClassifier(IntentClassifier, GraphComponent):
             encoder_learning_rate=config["finetune_encoder_learning_rate"],
             head_learning_rate=config["finetune_head_learning_rate"],
             threads=config["training_threads"],
+            device=str(config["finetune_device"]),
         )
 
     @property

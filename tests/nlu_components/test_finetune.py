@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from nlu_components.encoder import load_encoder
-from nlu_components.finetune import FineTuneConfig, finetune, trainable_layer_names
+from nlu_components.errors import ComponentConfigError
+from nlu_components.finetune import (
+    FineTuneConfig,
+    finetune,
+    trainable_layer_names,
+    training_device,
+)
 from nlu_components.fusion import Example, FusionClassifierModel, FusionConfig
 
 DATA = {
@@ -58,3 +64,26 @@ def test_top_layers_train_and_survive_save_and_load(tmp_path: Path) -> None:
     a, b = _examples(tuned, texts[:3]), _examples(reloaded, texts[:3])
     for x, y in zip(model.predict(a), loaded.predict(b)):
         np.testing.assert_allclose(x.probabilities, y.probabilities, atol=1e-5)
+
+
+def test_the_training_device_is_the_gpu_when_there_is_one_else_a_clear_error() -> None:
+    has_gpu = torch.cuda.is_available()
+    assert training_device("auto").type == ("cuda" if has_gpu else "cpu")
+    assert training_device("cpu").type == "cpu"
+    if not has_gpu:
+        with pytest.raises(ComponentConfigError, match="no CUDA GPU.*auto"):
+            training_device("cuda:0")
+    with pytest.raises(ComponentConfigError, match="finetune `device`"):
+        FineTuneConfig(device="tpu")
+
+
+def test_the_classifier_passes_its_device_setting_to_fine_tuning() -> None:
+    from nlu_components.fused_classifier import FusedIntentClassifier
+
+    config = FusedIntentClassifier.get_default_config()
+    assert FusedIntentClassifier.finetune_config(config).device == "auto"
+    config["finetune_device"] = "cpu"
+    assert FusedIntentClassifier.finetune_config(config).device == "cpu"
+    config["finetune_device"] = "gpu"
+    with pytest.raises(ComponentConfigError, match="cuda:N"):
+        FusedIntentClassifier.finetune_config(config)
