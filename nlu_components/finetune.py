@@ -194,7 +194,7 @@ def finetune(
     return {name: best[name] for name in sorted(names)}
 
 
-def _indices(index: Sequence[int], device: torch.device) -> torch.Tensor:
+def _indices(index: Sequence[int] | np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(index, dtype=np.int64), device=device)
 
 
