@@ -192,6 +192,22 @@ def wait_until_up(group: ProcessGroup, urls: dict[str, str], timeout_s: float) -
         time.sleep(0.5)
 
 
+def rasa_server_command(settings: Settings, model: Path, endpoints: Path, token: str) -> list[str]:
+    """The `rasa run` command line of `serve`.
+
+    The token is passed as `--auth-token=TOKEN`: a random token may begin with "-", which
+    argparse would take for an option after a separate `--auth-token`, and `rasa run` would
+    stop with a usage error.
+    """
+    return [
+        sys.executable, "-m", "rasa", "run", "--model", str(model),
+        "--enable-api", f"--auth-token={token}",
+        "--interface", settings.host, "--port", str(settings.rasa_port),
+        "--credentials", "credentials.yml", "--endpoints", str(endpoints),
+        "--cors", "*",
+    ]  # fmt: skip
+
+
 def serve(settings: Settings, model: Path) -> int:
     """Start the three servers and block until Ctrl-C or a child dies."""
     endpoints = write_endpoints(settings, PROJECT_ROOT / ".rasa" / "fusiondesk-endpoints.yml")
@@ -210,13 +226,9 @@ def serve(settings: Settings, model: Path) -> int:
         )  # fmt: skip
         group.start(
             "Rasa server",
-            [sys.executable, "-m", "rasa", "run", "--model", str(model),
-             "--enable-api", "--auth-token", env["FUSIONDESK_RASA_TOKEN"],
-             "--interface", settings.host, "--port", str(settings.rasa_port),
-             "--credentials", "credentials.yml", "--endpoints", str(endpoints),
-             "--cors", "*"],
+            rasa_server_command(settings, model, endpoints, env["FUSIONDESK_RASA_TOKEN"]),
             env,
-        )  # fmt: skip
+        )
         if polling_requested(PROJECT_ROOT / "credentials.yml"):
             group.start(
                 "telegram poller", [sys.executable, "-m", "bot.cli", "telegram", "--polling"], env

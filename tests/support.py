@@ -223,6 +223,6 @@ def rasa_server(
         "--credentials", str(credentials or project / "credentials.yml"), "--cors", "*",
     ]  # fmt: skip
     if token:
-        command += ["--auth-token", token]
+        command.append(f"--auth-token={token}")  # a random token may begin with "-"
     with running(command, f"http://127.0.0.1:{port}/", project, env or child_env(), timeout=600):
         yield f"http://127.0.0.1:{port}"

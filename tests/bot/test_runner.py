@@ -68,3 +68,20 @@ def test_endpoints_follow_settings(tmp_path: Path) -> None:
     pg = runner.tracker_store_config("postgresql://bot:s3cret@db.example:5433/fusiondesk")
     assert pg["dialect"] == "postgresql" and pg["url"] == "db.example" and pg["port"] == 5433
     assert "s3cret" not in yaml.safe_dump(pg)  # the password stays in the environment
+
+
+def test_rasa_run_takes_a_token_that_begins_with_a_dash(tmp_path: Path) -> None:
+    """`secrets.token_urlsafe` begins with "-" once in 64 tokens: `rasa run` must still start."""
+    from rasa.__main__ import create_argument_parser
+
+    token = "-x9_" + "a" * 28
+    command = runner.rasa_server_command(
+        Settings(), tmp_path / "model.tar.gz", tmp_path / "endpoints.yml", token
+    )
+    assert command[1:3] == ["-m", "rasa"]
+    parsed = create_argument_parser().parse_args(command[3:])  # Rasa's own command line parser
+    assert parsed.auth_token == token
+    assert parsed.enable_api and parsed.model == str(tmp_path / "model.tar.gz")
+    # the form used before: argparse takes the token for an option and stops
+    with pytest.raises(SystemExit):
+        create_argument_parser().parse_args(["run", "--auth-token", token])
